@@ -1,0 +1,1 @@
+"""EDPSN core library: computing without Slicer."""

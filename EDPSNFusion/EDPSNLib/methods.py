@@ -1,0 +1,95 @@
+"""Fusion methods by name: the classical baselines and the EDPSN network, on batches of slices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, WeightsError
+from .paths import default_models_dir, user_models_dir
+
+#: (N, H, W) MRI and (N, H, W[, 3]) functional images on [0, 1] -> fused, shaped like ``func``.
+BatchFusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
+NETWORK = "edpsn"
+
+
+def method_names() -> list[str]:
+    """Every method ``fusion_method`` accepts: the baselines, then the network."""
+    from .baselines import BASELINES
+
+    return [*BASELINES, NETWORK]
+
+
+def default_weights_path(pair: str) -> Path:
+    """The shipped default weights of a modality pair, e.g. ``Resources/Models/EDPSN_MRI-PET``."""
+    return default_models_dir() / f"EDPSN_{pair}.safetensors"
+
+
+def resolve_weights(weights: str | Path | None, pair: str) -> Path:
+    """A weights argument (path, or a name in the user/default models folders) to a file path."""
+    if weights is None:
+        path = default_weights_path(pair)
+        if not path.is_file():
+            raise WeightsError(
+                f"No default weights for {pair} at {path}; train some with 'edpsn train' "
+                "and pass them with --weights."
+            )
+        return path
+    candidate = Path(weights).expanduser()
+    if candidate.is_file():
+        return candidate
+    name = candidate.name if candidate.suffix == ".safetensors" else f"{candidate.name}.safetensors"
+    for folder in (user_models_dir(), default_models_dir()):
+        if (folder / name).is_file():
+            return folder / name
+    raise WeightsError(
+        f"Weights '{weights}' not found as a file nor in {user_models_dir()} or "
+        f"{default_models_dir()}; 'edpsn models' lists the available ones."
+    )
+
+
+def _per_image(fuse_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BatchFusion:
+    def fuse_batch(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
+        return np.stack([fuse_one(m, f) for m, f in zip(mri, func)])
+
+    return fuse_batch
+
+
+def network_fusion(
+    weights: str | Path | None, pair: str, device: str = "cpu", batch_size: int = 8
+) -> BatchFusion:
+    """The EDPSN network loaded from weights as a batch fusion function (no gradients)."""
+    import torch
+
+    from .weights import load_weights
+
+    model, _meta = load_weights(resolve_weights(weights, pair), expected_pair=pair, device=device)
+    model.eval()
+
+    def fuse_batch(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(mri), batch_size):
+            m = torch.from_numpy(np.ascontiguousarray(mri[start : start + batch_size], np.float32))
+            f = np.ascontiguousarray(func[start : start + batch_size], np.float32)
+            f = torch.from_numpy(f[:, None] if f.ndim == 3 else np.moveaxis(f, -1, 1))
+            with torch.inference_mode():
+                fused = model(m[:, None].to(device), f.to(device)).float().cpu().numpy()
+            out.append(fused[:, 0] if fused.shape[1] == 1 else np.moveaxis(fused, 1, -1))
+        return np.concatenate(out).clip(0.0, 1.0)
+
+    return fuse_batch
+
+
+def fusion_method(
+    name: str, pair: str, weights: str | Path | None = None, device: str = "cpu"
+) -> BatchFusion:
+    """A batch fusion function by method name (a baseline, or ``edpsn`` with its weights)."""
+    if name == NETWORK:
+        return network_fusion(weights, pair, device=device)
+    from .baselines import BASELINES
+
+    if name not in BASELINES:
+        raise InputError(f"Unknown method '{name}'; choose from {', '.join(method_names())}.")
+    return _per_image(BASELINES[name])

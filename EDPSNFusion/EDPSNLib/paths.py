@@ -1,0 +1,38 @@
+"""Where data, default weights and user weights live; every location can be overridden."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable that overrides the real-data folder (default: ``<repo>/../shared/data``).
+DATA_ENV = "EDPSN_DATA"
+#: Environment variable that overrides the user models folder.
+USER_MODELS_ENV = "EDPSN_MODELS"
+
+_LIB_DIR = Path(__file__).resolve().parent
+
+
+def repo_root() -> Path:
+    """The source checkout's root (``EDPSNFusion/EDPSNLib/../..``)."""
+    return _LIB_DIR.parents[1]
+
+
+def data_root() -> Path:
+    """The real-data folder: ``$EDPSN_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else repo_root().parent / "shared" / "data"
+
+
+def default_models_dir() -> Path:
+    """Folder of the shipped default weights (source tree or installed Slicer module)."""
+    for candidate in (repo_root() / "Resources" / "Models", _LIB_DIR.parent / "Resources" / "Models"):
+        if candidate.is_dir():
+            return candidate
+    return repo_root() / "Resources" / "Models"
+
+
+def user_models_dir() -> Path:
+    """Folder of user fine-tuned weights: ``$EDPSN_MODELS`` or ``~/.edpsn/models``."""
+    env = os.environ.get(USER_MODELS_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".edpsn" / "models"
