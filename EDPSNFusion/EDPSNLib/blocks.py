@@ -1,0 +1,147 @@
+"""Building blocks of EDPSN's dynamic path selection: MFB, AFM, channel attention, heads.
+
+- MFB (multi-scale feature fusion block): parallel 3x3 convolutions with different
+  dilations (receptive fields 3, 5, 7 for dilations 1, 2, 3) see the same features; their
+  outputs are concatenated, merged by a 1x1 convolution and added to the input (residual).
+- AFM (adaptive fusion module): a chain of ``depth`` MFBs closed by squeeze-and-excitation
+  channel attention, which re-weights channels from global statistics of the region's
+  features (the "adaptive" part). One AFM is one path of the network.
+All blocks keep H x W (padding = dilation), so the network takes any image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MultiScaleFusionBlock(nn.Module):
+    """MFB: parallel dilated 3x3 branches, concatenated, 1x1 merge, residual; (B,C,H,W) -> same."""
+
+    def __init__(
+        self,
+        channels: int,
+        branch_channels: int,
+        dilations: Sequence[int] = (1, 2, 3),
+        negative_slope: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Conv2d(channels, branch_channels, 3, padding=d, dilation=d) for d in dilations
+        )
+        self.act = nn.LeakyReLU(negative_slope)
+        self.merge = nn.Conv2d(branch_channels * len(dilations), channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        multi = torch.cat([branch(x) for branch in self.branches], dim=1)
+        return x + self.merge(self.act(multi))
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation: per-channel gates in (0, 1) from the global average of x."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class AdaptiveFusionModule(nn.Module):
+    """AFM: ``depth`` MFBs then optional channel attention; one path of the DPS stage."""
+
+    def __init__(
+        self,
+        channels: int,
+        depth: int,
+        branch_channels: int,
+        dilations: Sequence[int] = (1, 2, 3),
+        negative_slope: float = 0.1,
+        attention: bool = True,
+        reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [
+            MultiScaleFusionBlock(channels, branch_channels, dilations, negative_slope)
+            for _ in range(depth)
+        ]
+        blocks.append(nn.LeakyReLU(negative_slope))
+        if attention:
+            blocks.append(ChannelAttention(channels, reduction))
+        self.body = nn.Sequential(*blocks)
+        self.depth = depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ShallowExtractor(nn.Module):
+    """Shallow features of the stacked (MRI, functional Y) pair: (B, 2, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, negative_slope: float = 0.1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(2, channels, 3, padding=1),
+            nn.LeakyReLU(negative_slope),
+            nn.Conv2d(channels, channels, 1),
+            nn.LeakyReLU(negative_slope),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class FusionHead(nn.Module):
+    """Decoder from fused features to the fused luminance on [0, 1].
+
+    ``blend``: w = sigmoid(a), fused = w * mri + (1 - w) * func_y + scale * tanh(r), clamped;
+    a per-pixel choice between the inputs (it can express the max rule exactly) plus a small
+    learned correction, which trains fast and keeps the inputs' crisp detail.
+    ``direct``: fused = sigmoid(conv(features)).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        mode: str = "blend",
+        residual_scale: float = 0.2,
+        negative_slope: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.mode = mode
+        self.residual_scale = float(residual_scale)
+        out = 2 if mode == "blend" else 1
+        self.hidden = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1), nn.LeakyReLU(negative_slope)
+        )
+        self.out = nn.Conv2d(hidden, out, 3, padding=1)
+        # Start near the plain average (w = 0.5, r = 0): small but non-zero, so every weight
+        # receives a gradient from the first step.
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+
+    def forward(
+        self, features: torch.Tensor, mri: torch.Tensor, func_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fused (B, 1, H, W) (float32, or float64 for a double model) and w (None for ``direct``)."""
+        raw = self.out(self.hidden(features))
+        dtype = torch.promote_types(raw.dtype, torch.float32)  # float32 out of autocast
+        raw = raw.to(dtype)
+        if self.mode != "blend":
+            return torch.sigmoid(raw), None
+        weight = torch.sigmoid(raw[:, :1])
+        residual = self.residual_scale * torch.tanh(raw[:, 1:2])
+        fused = weight * mri.to(dtype) + (1.0 - weight) * func_y.to(dtype) + residual
+        return torch.clamp(fused, 0.0, 1.0), weight

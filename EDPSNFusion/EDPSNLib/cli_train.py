@@ -1,0 +1,143 @@
+"""``edpsn train``: train or fine-tune EDPSN on Harvard pairs from the command line.
+
+Ctrl-C (SIGINT) or SIGTERM cancels cleanly between two steps: a resumable checkpoint is
+written and the command exits with code 130. ``--json-progress`` prints every progress event
+as one JSON line on stdout (what the Slicer module reads); the tqdm bar then stays off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from typing import Any
+
+from .harvard import PAIR_NAMES
+from .metrics import METRIC_NAMES
+
+#: Exit code of a cancelled run (the shell convention for an interrupt).
+EXIT_CANCELLED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edpsn train``."""
+    parser.add_argument(
+        "--data", metavar="DIR", help="data folder holding harvard/ (default: shared data)"
+    )
+    parser.add_argument("--pair", required=True, choices=PAIR_NAMES, help="modality pair to train")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (checkpoint, log, weights)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="total epochs (a resumed run continues to it)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="Adam learning rate (also on --resume)"
+    )
+    parser.add_argument("--crop", type=int, default=128, help="side of the random training crops")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--resume", metavar="CKPT", help="checkpoint.pt of an earlier run to continue"
+    )
+    parser.add_argument(
+        "--init", metavar="WEIGHTS", help="weights (.safetensors) to fine-tune from"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--vgg-weights",
+        metavar="FILE",
+        help="torchvision VGG-16 state dict (.pth/.safetensors) for the perceptual loss; default: seeded random-conv fallback",
+    )
+    parser.add_argument(
+        "--max-steps-per-epoch", type=int, metavar="K", help="cap the steps of each epoch"
+    )
+    parser.add_argument(
+        "--max-val-images",
+        type=int,
+        metavar="N",
+        help="validate on the first N images of the split only",
+    )
+    parser.add_argument(
+        "--select",
+        default="loss",
+        choices=("loss", *METRIC_NAMES),
+        help="keep the epoch with the lowest validation loss, or the highest value of a metric",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    parser.add_argument(
+        "--json-progress", action="store_true", help="print progress events as JSON lines on stdout"
+    )
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The equivalent command line, recorded in the weights' metadata."""
+    parts = ["edpsn", "train"]
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key == "command" or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return shlex.join(parts)
+
+
+class _CancelOnSignal:
+    """Turns SIGINT/SIGTERM into a cancel flag while training runs (main thread only)."""
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _CancelOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, lambda *_: self.flag.set())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the training; 0 when done, 130 when cancelled (checkpoint kept for --resume)."""
+    import torch
+
+    from .training import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        out=args.out, pair=args.pair, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, crop=args.crop, device=args.device,
+        resume=args.resume, init=args.init, seed=args.seed, vgg_weights=args.vgg_weights,
+        max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
+        max_val_images=args.max_val_images, select=args.select,
+        progress_bar=not args.json_progress, command=_command(args),
+    )  # fmt: skip
+
+    def progress(event: dict[str, Any]) -> None:
+        if args.json_progress:
+            print(json.dumps(event), flush=True)
+        elif event["event"] == "warning":
+            print(f"edpsn train: warning: {event['message']}", file=sys.stderr)
+
+    with _CancelOnSignal() as stop:
+        result = train(cfg, progress=progress, cancel=stop.flag.is_set)
+    report = sys.stderr if args.json_progress else sys.stdout
+    if result.cancelled:
+        print(
+            f"Training cancelled in epoch {result.epochs_done + 1}; to continue, run the same "
+            f"command with --resume {result.checkpoint}",
+            file=report,
+        )
+        return EXIT_CANCELLED
+    best = result.best or {}
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in best.get("metrics", {}).items() if v is not None)
+    print(f"Weights: {result.weights} (epoch {best.get('epoch')}; {metrics})", file=report)
+    print(f"Log: {result.out / 'progress.jsonl'}; curves: {result.out / 'curves.png'}", file=report)
+    return 0

@@ -1,0 +1,102 @@
+"""Training outputs: validation on whole images, the JSON-lines progress log, the curves PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+from .datasets import to_tensor
+from .losses import FusionLoss, luminance
+
+#: Validation metrics drawn, one panel each, after the loss panel.
+CURVE_METRICS = ("EN", "SD", "SCD", "Qabf", "VIF", "PSNR", "SSIM")
+
+
+def append_jsonl(path: str | Path, event: dict[str, Any]) -> None:
+    """Append one event as a JSON line (strict JSON: no NaN) and flush it to disk."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event, allow_nan=False, default=str) + "\n")
+        fh.flush()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every event of a progress log, oldest first."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def plot_curves(
+    path: str | Path, history: dict[str, list[dict[str, Any]]], steps_per_epoch: int
+) -> Path:
+    """Write a PNG: training loss per step and per epoch, validation loss, and each metric per epoch.
+
+    Uses matplotlib's Agg canvas directly (no pyplot), so no GUI backend is touched.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps, epochs = history.get("steps", []), history.get("epochs", [])
+    fig = Figure(figsize=(14, 6), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 4).ravel()
+    ax = axes[0]
+    if steps:
+        x = [(s["epoch"] - 1) + s["step"] / steps_per_epoch for s in steps]
+        ax.plot(x, [s["loss"] for s in steps], lw=0.8, alpha=0.6, label="train (step)")
+    if epochs:
+        ex = [e["epoch"] for e in epochs]
+        ax.plot(ex, [e["train_loss"] for e in epochs], "o-", label="train (epoch mean)")
+        ax.plot(ex, [e["val_loss"] for e in epochs], "s-", label="validation")
+    ax.set(title="loss", xlabel="epoch")
+    ax.legend(fontsize=7)
+    for ax, name in zip(axes[1:], CURVE_METRICS):
+        if epochs:
+            values = [e["metrics"].get(name) for e in epochs]
+            ax.plot(
+                [e["epoch"] for e in epochs],
+                [float("nan") if v is None else v for v in values],
+                "o-",
+            )
+        ax.set(title=f"validation {name}", xlabel="epoch")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) on [0, 1] to uint8 (B, H, W) or (B, H, W, 3), rounded like saved PNGs."""
+    arr = np.clip(np.rint(x.detach().float().cpu().numpy() * 255.0), 0, 255).astype(np.uint8)
+    return arr[:, 0] if arr.shape[1] == 1 else np.moveaxis(arr, 1, -1)
+
+
+def validate(
+    model: nn.Module,
+    loss_fn: FusionLoss,
+    mri: np.ndarray,
+    func: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[float, dict[str, float]]:
+    """Mean loss and the seven metrics' means on whole images, through the product ``forward``."""
+    from .metrics import fusion_metrics_batch
+
+    model.eval()
+    losses, fused_all = [], []
+    with torch.no_grad():
+        for start in range(0, len(mri), batch_size):
+            m = torch.stack([to_tensor(x) for x in mri[start : start + batch_size]]).to(device)
+            f = torch.stack([to_tensor(x) for x in func[start : start + batch_size]]).to(device)
+            fused = model(m, f).clamp(0.0, 1.0)
+            total, _ = loss_fn(luminance(fused), m, luminance(f))
+            losses.append(float(total) * len(m))
+            fused_all.append(to_uint8(fused))
+    model.train()
+    metrics = fusion_metrics_batch(mri, func, np.concatenate(fused_all))
+    return sum(losses) / len(mri), {k: float(np.nanmean(v)) for k, v in metrics.items()}

@@ -1,0 +1,223 @@
+"""Fusion loss terms and the perceptual feature extractors, on real Harvard MRI-PET crops."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from scipy import ndimage
+
+from EDPSNLib.datasets import HarvardFusionDataset, epoch_batches
+from EDPSNLib.errors import InputError, WeightsError
+from EDPSNLib.harvard import list_pairs
+from EDPSNLib.losses import (
+    LOSS_TERMS,
+    FusionLoss,
+    LossConfig,
+    gradient_loss,
+    luminance,
+    max_intensity_loss,
+    mean_intensity_loss,
+    perceptual_loss,
+    sobel_gradients,
+    sobel_magnitude,
+)
+from EDPSNLib.perceptual import (
+    build_extractor,
+    random_conv_extractor,
+    vgg16_extractor,
+)
+
+#: torchvision VGG-16 ``features`` conv indices and (in, out) channels.
+VGG16_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),
+               14: (256, 256), 17: (256, 512), 19: (512, 512), 21: (512, 512), 24: (512, 512),
+               26: (512, 512), 28: (512, 512)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def crops() -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of 4 real 64x64 crops: MRI (4, 1, 64, 64) and PET luminance (4, 1, 64, 64)."""
+    ds = HarvardFusionDataset(list_pairs("MRI-PET", "train"), crop=64)
+    items = [ds[k] for k in epoch_batches(len(ds), 4, seed=3, epoch=0)[0]]
+    mri = torch.stack([m for m, _ in items])
+    func = torch.stack([f for _, f in items])
+    return mri, luminance(func)
+
+
+def test_sobel_matches_scipy_on_real_image(crops):
+    mri, _ = crops
+    gx, gy = sobel_gradients(mri)
+    img = mri[0, 0].double().numpy()
+    # scipy's Sobel is unnormalised (sum of |weights| 8); axis 1 is x, axis 0 is y.
+    np.testing.assert_allclose(
+        gx[0, 0].numpy(), ndimage.sobel(img, axis=1, mode="nearest") / 8, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        gy[0, 0].numpy(), ndimage.sobel(img, axis=0, mode="nearest") / 8, atol=1e-6
+    )
+
+
+def test_sobel_magnitude_of_ramp_is_slope_and_flat_is_sqrt_eps():
+    ramp = torch.arange(16.0).repeat(16, 1)[None, None] * 0.01  # x-slope 0.01 per pixel
+    mag = sobel_magnitude(ramp, eps=0.0)
+    assert torch.allclose(mag[..., 1:-1, 1:-1], torch.full((14, 14), 0.01), atol=1e-6)
+    flat = sobel_magnitude(torch.full((1, 1, 8, 8), 0.3), eps=1e-6)
+    assert torch.allclose(flat, torch.full_like(flat, 1e-3))
+
+
+def test_intensity_losses_zero_at_their_targets_positive_elsewhere(crops):
+    a, b = crops
+    assert max_intensity_loss(torch.maximum(a, b), a, b) == 0
+    assert mean_intensity_loss(0.5 * (a + b), a, b) == 0
+    assert max_intensity_loss(0.5 * (a + b), a, b) > 1e-4
+    assert mean_intensity_loss(torch.maximum(a, b), a, b) > 1e-4
+    # MSE against the max: exactly the mean squared gap to the brighter source.
+    f = 0.5 * (a + b)
+    assert torch.isclose(max_intensity_loss(f, a, b), ((f - torch.maximum(a, b)) ** 2).mean())
+
+
+def test_gradient_loss_uses_max_of_input_gradients(crops):
+    a, b = crops
+    f = 0.7 * a + 0.3 * b
+
+    def mag(x: np.ndarray) -> np.ndarray:  # independent reference, image by image
+        return np.stack(
+            [
+                np.hypot(ndimage.sobel(i, 1, mode="nearest"), ndimage.sobel(i, 0, mode="nearest"))
+                / 8
+                for i in x
+            ]
+        )
+
+    an, bn, fn = (x[:, 0].double().numpy() for x in (a, b, f))
+    eps = 1e-6
+    ref = np.abs(
+        np.sqrt(mag(fn) ** 2 + eps)
+        - np.maximum(np.sqrt(mag(an) ** 2 + eps), np.sqrt(mag(bn) ** 2 + eps))
+    ).mean()
+    assert gradient_loss(f, a, b, eps).item() == pytest.approx(ref, rel=1e-5)
+    assert gradient_loss(f, a, b) == gradient_loss(f, b, a)  # symmetric in the sources
+    # F = A with a flat B: the max of the gradients is A's, so the loss vanishes ...
+    assert gradient_loss(a, a, torch.zeros_like(a)).item() == pytest.approx(0.0, abs=1e-7)
+    # ... but B's edges where A has none are demanded.
+    assert gradient_loss(a, a, b) > 1e-3
+
+
+def test_perceptual_loss_zero_for_identical_and_positive_for_blur(crops):
+    a, b = crops
+    ex = random_conv_extractor()
+    assert perceptual_loss(a, a, a, ex).item() == pytest.approx(0.0, abs=1e-8)
+    blurred = F.avg_pool2d(torch.maximum(a, b), 5, 1, 2)
+    assert perceptual_loss(blurred, a, b, ex) > perceptual_loss(torch.maximum(a, b), a, b, ex)
+
+
+def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
+    a, b = crops
+    cfg = LossConfig(w_max_intensity=1.5, w_mean_intensity=0.5, w_gradient=2.0, w_perceptual=0.1)
+    loss = FusionLoss(cfg)
+    f = (0.5 * (a + b)).requires_grad_(True)
+    total, terms = loss(f, a, b)
+    assert set(terms) == set(LOSS_TERMS) and all(
+        terms[k] > 0 for k in LOSS_TERMS if k != "mean_intensity"
+    )
+    weights = (1.5, 0.5, 2.0, 0.1)
+    assert torch.isclose(total, sum(w * terms[k] for w, k in zip(weights, LOSS_TERMS)))
+    total.backward()
+    assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+    no_perc, terms0 = FusionLoss(LossConfig(w_perceptual=0.0))(f, a, b)
+    assert terms0["perceptual"] == 0 and no_perc > 0
+
+
+def test_loss_config_round_trip_and_rejects_negative_weights():
+    cfg = LossConfig(w_gradient=3.0)
+    assert LossConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InputError, match="negative"):
+        LossConfig(w_perceptual=-1.0)
+    with pytest.raises(InputError, match="Unknown loss setting"):
+        LossConfig.from_dict({"w_ssim": 1.0})
+
+
+def test_loss_rejects_mismatched_shapes(crops):
+    a, b = crops
+    with pytest.raises(ValueError, match="grey batches"):
+        max_intensity_loss(a, a, b[:, :, :32])
+
+
+def test_random_conv_fallback_is_deterministic_and_seeded(crops):
+    a, _ = crops
+    first, second = random_conv_extractor(), random_conv_extractor()
+    assert first.identifier == "random-conv-seed0" == build_extractor(None).identifier
+    for p, q in zip(first.parameters(), second.parameters()):
+        assert torch.equal(p, q) and not p.requires_grad
+    assert all(torch.equal(x, y) for x, y in zip(first(a), second(a)))
+    other = random_conv_extractor(seed=1)
+    assert not torch.equal(next(other.parameters()), next(first.parameters()))
+    # zero-mean filters: a flat image gives no response at any stage
+    assert all(f.abs().max() < 1e-5 for f in first(torch.full((1, 1, 32, 32), 0.6)))
+    first.train()
+    assert not first.training  # stays a fixed prior
+
+
+@pytest.fixture(scope="module")
+def vgg_state() -> dict[str, torch.Tensor]:
+    """A randomly initialised VGG-16 ``features`` state dict with torchvision key names."""
+    gen = torch.Generator().manual_seed(5)
+    state = {}
+    for idx, (cin, cout) in VGG16_CONVS.items():
+        state[f"features.{idx}.weight"] = (
+            torch.randn(cout, cin, 3, 3, generator=gen) * (2 / (9 * cin)) ** 0.5
+        )
+        state[f"features.{idx}.bias"] = torch.randn(cout, generator=gen) * 0.01
+    state["classifier.6.bias"] = torch.zeros(1000)  # classifier keys are ignored
+    return state
+
+
+def test_vgg16_loads_torchvision_state_dict_pth_and_safetensors(tmp_path, vgg_state, crops):
+    a, _ = crops
+    pth, st = tmp_path / "vgg16.pth", tmp_path / "vgg16.safetensors"
+    torch.save(vgg_state, pth)
+    save_file(vgg_state, str(st))
+    ex_pth, ex_st = vgg16_extractor(pth), vgg16_extractor(st)
+    assert ex_pth.identifier == "vgg16:" + hashlib.sha256(pth.read_bytes()).hexdigest()
+    assert build_extractor(st).identifier == ex_st.identifier != ex_pth.identifier
+    feats = ex_pth(a)
+    assert [f.shape[1:] for f in feats] == [(64, 64, 64), (128, 32, 32), (256, 16, 16)]
+    assert all(torch.equal(x, y) for x, y in zip(feats, ex_st(a)))
+    # relu1_2 by hand from the state dict, on ImageNet-normalised grey-to-RGB input
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (a.repeat(1, 3, 1, 1) - mean) / std
+    x = F.relu(F.conv2d(x, vgg_state["features.0.weight"], vgg_state["features.0.bias"], padding=1))
+    x = F.relu(F.conv2d(x, vgg_state["features.2.weight"], vgg_state["features.2.bias"], padding=1))
+    assert torch.allclose(feats[0], x, atol=1e-5)
+    # a bare ``features`` state dict (keys without the prefix) works too
+    bare = tmp_path / "features.pth"
+    torch.save(
+        {k.removeprefix("features."): v for k, v in vgg_state.items() if k.startswith("features.")},
+        bare,
+    )
+    assert torch.equal(vgg16_extractor(bare)(a)[2], feats[2])
+
+
+class _NotATensor:
+    """A pickled object that ``weights_only`` loading must refuse."""
+
+
+def test_vgg16_rejects_bad_files(tmp_path, vgg_state):
+    with pytest.raises(WeightsError, match="not found"):
+        vgg16_extractor(tmp_path / "missing.pth")
+    wrong = dict(vgg_state)
+    wrong["features.2.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(WeightsError, match="not a VGG-16"):
+        vgg16_extractor(tmp_path / "wrong.pth")
+    torch.save({"features.0.weight": _NotATensor()}, tmp_path / "pickle.pth")
+    with pytest.raises(WeightsError, match="Cannot read"):
+        vgg16_extractor(tmp_path / "pickle.pth")
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00garbage")
+    with pytest.raises(WeightsError, match="Cannot read"):
+        vgg16_extractor(tmp_path / "cut.safetensors")

@@ -1,0 +1,231 @@
+"""The two Slicer module files, checked without Slicer: they compile, match their .ui files,
+bind every widget to a parameter of a type Slicer can connect, carry the metadata Slicer's
+generic tests need, and keep torch and numerical code out of the GUI layer."""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from EDPSNLib.paths import repo_root
+
+ROOT = repo_root()
+MODULES = ("EDPSNFusion", "EDPSNTraining")
+#: Parameter type -> widget classes Slicer's parameterNodeWrapper can connect it to
+#: (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py).
+CONNECTABLE = {
+    "bool": {"QCheckBox", "QPushButton"},
+    "int": {"QSpinBox", "QSlider"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget"},
+    "int-unbounded": {"QSpinBox"},
+    "float-unbounded": {"QDoubleSpinBox"},
+    "str": {"QLineEdit", "QTextEdit"},
+    "str+Choice": {"QComboBox"},
+    "enum": {"QComboBox"},
+    "Path": {"ctkPathLineEdit", "ctkDirectoryButton"},
+    "node": {"qMRMLNodeComboBox", "qMRMLSubjectHierarchyTreeView"},
+}
+NUMERICAL = {"numpy", "np", "torch", "scipy", "skimage"}
+
+
+def _source(module: str) -> str:
+    return (ROOT / module / f"{module}.py").read_text()
+
+
+def _tree(module: str) -> ast.Module:
+    return ast.parse(_source(module), filename=f"{module}.py")
+
+
+def _ui(module: str) -> ET.Element:
+    return ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui").getroot()
+
+
+def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
+def _enum_names() -> set[str]:
+    """Enum classes defined in either module file (EDPSNTraining imports EDPSNFusion's)."""
+    names = set()
+    for module in MODULES:
+        for cls in _classes(_tree(module)).values():
+            if any(ast.unparse(b) in ("enum.Enum", "Enum") for b in cls.bases):
+                names.add(cls.name)
+    return names
+
+
+def _parameters(tree: ast.Module) -> dict[str, str]:
+    """Fields of the @parameterNodeWrapper class: name -> kind (a CONNECTABLE key)."""
+    wrappers = [
+        c
+        for c in _classes(tree).values()
+        if any(ast.unparse(d) == "parameterNodeWrapper" for d in c.decorator_list)
+    ]
+    assert len(wrappers) == 1, "expected one @parameterNodeWrapper class"
+    enums, fields = _enum_names(), {}
+    for stmt in wrappers[0].body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            text = ast.unparse(stmt.annotation)
+            base = text.removeprefix("Annotated[").split(",")[0].rstrip("]").strip()
+            if base.startswith("vtkMRML"):
+                kind = "node"
+            elif base in enums:
+                kind = "enum"
+            elif base == "str" and "Choice(" in text:
+                kind = "str+Choice"
+            else:
+                kind = base
+            if kind in ("int", "float") and "WithinRange(" not in text:
+                kind += "-unbounded"  # a slider needs bounds
+            fields[stmt.target.id] = kind
+    return fields
+
+
+def _widgets(ui: ET.Element) -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ui.iter("widget")}
+
+
+def _dynamic(widget: ET.Element, name: str) -> str | None:
+    for prop in widget.findall("property"):
+        if prop.get("name") == name and prop.get("stdset") == "0":
+            return prop.findtext("string")
+    return None
+
+
+def _module_info(module: str) -> dict[str, object]:
+    """The self.parent.<field> values set in the module class's __init__."""
+    cls = _classes(_tree(module))[module]
+    out = {}
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
+            target = node.targets[0]
+            if ast.unparse(target.value) == "self.parent":
+                out[target.attr] = ast.literal_eval(node.value)
+    return out
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_compiles_and_has_slicer_classes(module, tmp_path):
+    py_compile.compile(
+        str(ROOT / module / f"{module}.py"), cfile=str(tmp_path / "x.pyc"), doraise=True
+    )
+    classes = _classes(_tree(module))
+    for suffix, base in (("", "ScriptedLoadableModule"), ("Widget", "ScriptedLoadableModuleWidget"),
+                         ("Logic", None), ("Test", "ScriptedLoadableModuleTest")):  # fmt: skip
+        assert module + suffix in classes, f"{module}.py lacks class {module}{suffix}"
+        if base:
+            assert base in {ast.unparse(b) for b in classes[module + suffix].bases}
+    assert f'"UI/{module}.ui"' in _source(module)
+    assert _ui(module).findtext("class") == module
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_self_ui_name_is_a_widget_of_the_ui_file(module):
+    used = {
+        n.attr
+        for n in ast.walk(_tree(module))
+        if isinstance(n, ast.Attribute) and ast.unparse(n.value) == "self.ui"
+    }
+    assert used, f"{module}.py uses no self.ui widgets"
+    missing = used - set(_widgets(_ui(module)))
+    assert not missing, f"{module}.py uses widgets missing from {module}.ui: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_bound_widget_is_a_parameter_of_a_connectable_type(module):
+    fields = _parameters(_tree(module))
+    bound = {}
+    for name, widget in _widgets(_ui(module)).items():
+        param = _dynamic(widget, "SlicerParameterName")
+        if param is not None:
+            assert param in fields, f"{module}.ui binds {name} to unknown parameter '{param}'"
+            kind = fields[param]
+            assert widget.get("class") in CONNECTABLE.get(kind, ()), (
+                f"{name} ({widget.get('class')}) cannot be connected to '{param}' ({kind})"
+            )
+            bound[param] = name
+    assert len(bound) == len(set(bound.values())), "a parameter is bound to two widgets"
+    assert len(bound) >= 8
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_mrml_combobox_gets_the_scene(module):
+    ui = _ui(module)
+    combos = {n for n, w in _widgets(ui).items() if w.get("class") == "qMRMLNodeComboBox"}
+    connected = {
+        c.findtext("receiver")
+        for c in ui.iter("connection")
+        if c.findtext("sender") == module and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
+    assert combos and combos == connected, (
+        f"node combo boxes without the scene: {combos - connected}"
+    )
+
+
+def test_metadata_matches_the_extension_and_slicer_generic_tests():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    category = cmake.split('set(EXTENSION_CATEGORY "', 1)[1].split('"', 1)[0]
+    for module in MODULES:
+        info = _module_info(module)
+        assert info["categories"] == [category] == ["Filtering"]
+        assert info["title"] and info["contributors"] and all(info["contributors"])
+        assert str(info["helpText"]).strip() and str(info["acknowledgementText"]).strip()
+        assert (
+            "Qu et al" in info["acknowledgementText"] and "Harvard" in info["acknowledgementText"]
+        )
+    assert _module_info("EDPSNFusion")["dependencies"] == []
+    assert _module_info("EDPSNTraining")["dependencies"] == ["EDPSNFusion"]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_torch_and_no_numerical_code_in_the_gui_layer(module):
+    tree = _tree(module)
+    top_imports = {
+        a.name.split(".")[0]
+        for n in tree.body
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])
+    }
+    assert not top_imports & NUMERICAL, (
+        f"{module}.py imports {top_imports & NUMERICAL} at load time"
+    )
+    # numpy / torch / scipy only inside the self-test class (it builds its own test data there).
+    for cls in _classes(tree).values():
+        if cls.name.endswith("Test"):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, ast.Name) and node.id in NUMERICAL:
+                raise AssertionError(f"{module}.py: {cls.name} uses {node.id} (line {node.lineno})")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                bad = {n.split(".")[0] for n in names} & NUMERICAL
+                assert not bad, f"{module}.py: {cls.name} imports {bad} (line {node.lineno})"
+
+
+def test_core_modules_the_gui_loads_at_import_time_do_not_load_torch():
+    # Slicer imports the module files at startup, before the PyTorch extension installed torch.
+    lib_imports = set()
+    for module in MODULES:
+        for n in _tree(module).body:
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("EDPSNLib"):
+                if n.module == "EDPSNLib":
+                    lib_imports |= {f"EDPSNLib.{a.name}" for a in n.names}
+                else:
+                    lib_imports.add(n.module)
+    assert "EDPSNLib.jobs" in lib_imports
+    code = "import importlib, sys\n" + "".join(
+        f"importlib.import_module({m!r})\n" for m in sorted(lib_imports)
+    )
+    code += "print(sorted(m for m in ('torch', 'scipy', 'skimage', 'pywt') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"importing {sorted(lib_imports)} loads {out.stdout.strip()}"
