@@ -1,9 +1,11 @@
 """EDPSN Fusion: fuse an MRI with a CT, PET or SPECT volume of the scene (GUI only).
 
 The computing is ``edpsn fuse`` (EDPSNLib.cli_fuse) in a subprocess: see startFusion.
+EDPSN Training reuses EDPSNWidgetBase and EDPSNFusionLogic from this file.
 """
 
 import enum
+import importlib
 import logging
 import os
 import shutil
@@ -15,12 +17,10 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import (
-    vtkMRMLLabelMapVolumeNode,
-    vtkMRMLLinearTransformNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLTableNode,
-)
+from slicer import vtkMRMLLabelMapVolumeNode as LabelMapNode
+from slicer import vtkMRMLLinearTransformNode as TransformNode
+from slicer import vtkMRMLScalarVolumeNode as VolumeNode
+from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -69,13 +69,7 @@ class Device(enum.Enum):
     CUDA = "cuda"
 
     def label(self):
-        return (
-            "GPU (CUDA)"
-            if self is Device.CUDA
-            else self.value.upper()
-            if self is Device.CPU
-            else "Auto"
-        )
+        return {"auto": "Auto (GPU when usable)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[self.value]
 
 
 class EDPSNFusion(ScriptedLoadableModule):
@@ -103,8 +97,8 @@ from the PyTorch extension (SlicerPyTorch).
 
 @parameterNodeWrapper
 class EDPSNFusionParameterNode:
-    mriVolume: vtkMRMLScalarVolumeNode
-    movingVolume: vtkMRMLScalarVolumeNode
+    mriVolume: VolumeNode
+    movingVolume: VolumeNode
     modality: Modality = Modality.PET
     registration: Registration = Registration.RIGID
     ctWindow: Annotated[str, Choice(list(CT_WINDOWS))] = "brain"
@@ -112,19 +106,21 @@ class EDPSNFusionParameterNode:
     axis: Axis = Axis.AXIAL
     device: Device = Device.AUTO
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
-    model: str = ""  # a jobs.weights_choices value, kept in sync with modelComboBox by hand
+    model: str = ""  # a jobs.weights_choices value, synced with modelComboBox by hand
     createFused: bool = True
     createRegions: bool = True
     createMetrics: bool = True
     createTransform: bool = True
-    regionLabelmap: vtkMRMLLabelMapVolumeNode
+    regionLabelmap: LabelMapNode
     regionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-    fusedVolume: vtkMRMLScalarVolumeNode
-    metricsTable: vtkMRMLTableNode
-    transformNode: vtkMRMLLinearTransformNode
+    fusedVolume: VolumeNode
+    metricsTable: TableNode
+    transformNode: TransformNode
 
 
-class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class EDPSNWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """What both EDPSN widgets share: the .ui, the parameter node binding, the poll timer."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -132,34 +128,24 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/EDPSNFusion.ui"))
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = EDPSNFusionLogic()
+        self.logic = self.createLogic()
         self.logic.logCallback = self.ui.logTextEdit.appendPlainText
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
         self._timer.connect("timeout()", self.onPoll)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        for widget, signal, slot in (
-            (self.ui.applyButton, "clicked(bool)", self.onApplyButton),
-            (self.ui.checkDeviceButton, "clicked(bool)", self.onCheckDevice),
-            (self.ui.refreshModelsButton, "clicked(bool)", self.updateModelList),
-            (self.ui.modelComboBox, "currentIndexChanged(int)", self.onModelSelected),
-            (self.ui.movingSelector, "currentNodeChanged(vtkMRMLNode*)", self.onMovingSelected),
-            (self.ui.regionOpacitySlider, "valueChanged(double)", self.onShowRegions),
-            (self.ui.regionSelector, "currentNodeChanged(vtkMRMLNode*)", self.onShowRegions),
-            (self.ui.convertToSegmentationButton, "clicked(bool)", self.onConvertToSegmentation),
-            (self.ui.showMetricsButton, "clicked(bool)", self.onShowMetrics),
-        ):
+        for widget, signal, slot in self.connections():
             widget.connect(signal, slot)
         self.initializeParameterNode()
 
     def cleanup(self):
         self._timer.stop()
-        self.logic.cancel(force=True)  # never leave a fusion running behind a closed Slicer
+        self.logic.cancel(force=True)  # never leave a job running behind a closed Slicer
         self.removeObservers()
 
     def enter(self):
@@ -177,9 +163,6 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.mriVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            self._parameterNode.mriVolume = first
 
     def setParameterNode(self, parameterNode):
         modified = vtk.vtkCommand.ModifiedEvent
@@ -190,8 +173,65 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, modified, self.onParameterNodeModified)
-            self.updateModelList()
             self.onParameterNodeModified()
+
+    def fillComboBox(self, combo, key, choices, current):
+        """Refill a combo box of (label, value) choices not bound by connectGui; keep ``current``."""
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for label, value in choices:
+            combo.addItem(label, value)
+        combo.setProperty("choicesKey", key)
+        combo.currentIndex = max(0, combo.findData(current))
+        combo.blockSignals(wasBlocked)
+
+    def setRunning(self, button, running, idleText):
+        button.text, button.enabled = ("Cancel" if running else idleText), True
+        self.ui.progressBar.setRange(0, 0 if running else 100)  # busy until counts arrive
+        self.ui.progressBar.value = 0
+        if running:
+            self._timer.start()
+        else:
+            self._timer.stop()
+            self.onParameterNodeModified()
+
+    def reportEvent(self, event):
+        """Log, status and failure dialog for the events every job sends; True if handled."""
+        kind, message = event["event"], event.get("message", "")
+        if kind in ("stage", "log", "stdout", "stderr", "error"):
+            self.ui.logTextEdit.appendPlainText(message)
+        if kind in ("stage", "results", "cancelled", "failed"):
+            self.ui.statusLabel.text = message
+        if kind == "stage":
+            self.ui.progressBar.setRange(0, 0)  # busy until the stage reports counts
+        if kind == "failed":
+            slicer.util.errorDisplay(message, detailedText=event.get("details", ""))
+        return kind in ("stage", "log", "stdout", "stderr", "error", "cancelled", "failed")
+
+
+class EDPSNFusionWidget(EDPSNWidgetBase):
+    def createLogic(self):
+        return EDPSNFusionLogic()
+
+    def connections(self):
+        ui = self.ui
+        return (
+            (ui.applyButton, "clicked(bool)", self.onApplyButton),
+            (ui.checkDeviceButton, "clicked(bool)", self.onCheckDevice),
+            (ui.refreshModelsButton, "clicked(bool)", self.updateModelList),
+            (ui.modelComboBox, "currentIndexChanged(int)", self.onModelSelected),
+            (ui.movingSelector, "currentNodeChanged(vtkMRMLNode*)", self.onMovingSelected),
+            (ui.regionOpacitySlider, "valueChanged(double)", self.onShowRegions),
+            (ui.regionSelector, "currentNodeChanged(vtkMRMLNode*)", self.onShowRegions),
+            (ui.convertToSegmentationButton, "clicked(bool)", self.onConvertToSegmentation),
+            (ui.showMetricsButton, "clicked(bool)", self.onShowMetrics),
+        )
+
+    def initializeParameterNode(self):
+        EDPSNWidgetBase.initializeParameterNode(self)
+        if not self._parameterNode.mriVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            self._parameterNode.mriVolume = first
 
     def onParameterNodeModified(self, caller=None, event=None):
         p = self._parameterNode
@@ -199,7 +239,7 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         ct = p.modality == Modality.CT
         self.ui.ctWindowComboBox.enabled, self.ui.colormapComboBox.enabled = ct, not ct
-        if self.ui.modelComboBox.property("pair") != self.logic.pair(p):
+        if self.ui.modelComboBox.property("choicesKey") != self.logic.pair(p):
             self.updateModelList()
         if not self.logic.isRunning():
             ready = bool(p.mriVolume and p.movingVolume and p.mriVolume != p.movingVolume)
@@ -207,17 +247,11 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = "Register and fuse" if ready else "Select two volumes"
 
     def updateModelList(self):
-        p, combo = self._parameterNode, self.ui.modelComboBox
-        if p is None:
-            return
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        for label, value in jobs.weights_choices(self.logic.pair(p)):
-            combo.addItem(label, value)
-        combo.setProperty("pair", self.logic.pair(p))
-        combo.currentIndex = max(0, combo.findData(p.model))
-        combo.blockSignals(wasBlocked)
-        self.onModelSelected()
+        if self._parameterNode is not None:
+            pair = self.logic.pair(self._parameterNode)
+            choices = jobs.weights_choices(pair)
+            self.fillComboBox(self.ui.modelComboBox, pair, choices, self._parameterNode.model)
+            self.onModelSelected()
 
     def onModelSelected(self, index=None):
         if self._parameterNode is not None and self.ui.modelComboBox.count:
@@ -248,53 +282,33 @@ class EDPSNFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.setupPythonRequirements()
             if p.device != Device.CPU:
                 report = self.logic.deviceReport(p.device.value)
-                self.ui.deviceInfoLabel.text = report["text"]
+                self.ui.deviceInfoLabel.text = text = report["text"]
                 if not report["usable"]:
-                    raise ValueError(report["text"] + " Choose 'auto' or 'cpu'.")
-                question = "\nThe fusion may fall back to smaller batches or the CPU. Go on?"
-                if report["low_memory"] and not slicer.util.confirmOkCancelDisplay(
-                    report["text"] + question
-                ):
+                    raise ValueError(text + " Choose 'auto' or 'cpu'.")
+                goOn = "\nThe fusion may fall back to smaller batches or the CPU. Go on?"
+                if report["low_memory"] and not slicer.util.confirmOkCancelDisplay(text + goOn):
                     return
             self.logic.startFusion(p)
-            self.setRunning(True)
-
-    def setRunning(self, running):
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.enabled = True
-        self.ui.progressBar.setRange(0, 0 if running else 100)  # busy until counts arrive
-        self.ui.progressBar.value = 0
-        if running:
-            self._timer.start()
-        else:
-            self._timer.stop()
-            self.onParameterNodeModified()
+            self.setRunning(self.ui.applyButton, True, "Apply")
 
     def onPoll(self):
         for event in self.logic.poll():
-            kind, message = event["event"], event.get("message", "")
-            if kind in ("stage", "log", "stdout", "stderr"):
-                self.ui.logTextEdit.appendPlainText(message)
-                if kind == "stage":
-                    self.ui.statusLabel.text = message
-            elif kind == "progress":
+            if self.reportEvent(event):
+                continue
+            if event["event"] == "progress":
                 self.ui.progressBar.setRange(0, max(1, int(event["total"])))
                 self.ui.progressBar.value = int(event["done"])
-            elif kind == "results":
+            elif event["event"] == "results":
                 self.ui.statusLabel.text = "Fusion done."
                 self.onShowRegions()
-            elif kind == "cancelled":
-                self.ui.statusLabel.text = "Fusion cancelled; nothing was added to the scene."
-            elif kind == "failed":
-                self.ui.statusLabel.text = "Fusion failed."
-                slicer.util.errorDisplay(message, detailedText=event.get("details", ""))
-            elif kind == "exit":
-                self.setRunning(False)
+            elif event["event"] == "exit":
+                self.setRunning(self.ui.applyButton, False, "Apply")
 
     def onShowRegions(self, *args):
-        p = self._parameterNode
-        if p is not None and p.regionLabelmap:
-            scene.show_in_slice_views(label=p.regionLabelmap, label_opacity=p.regionOpacity)
+        # Read the widgets: this slot can run before connectGui has updated the parameter node.
+        labelmap, opacity = self.ui.regionSelector.currentNode(), self.ui.regionOpacitySlider.value
+        if labelmap is not None:
+            scene.show_in_slice_views(label=labelmap, label_opacity=opacity)
 
     def onConvertToSegmentation(self):
         with slicer.util.tryWithErrorDisplay("Could not convert the region map.", waitCursor=True):
@@ -333,7 +347,7 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         except ModuleNotFoundError as exc:
             raise RuntimeError(
                 "EDPSN needs the PyTorch extension: install 'PyTorch' from the Extensions Manager, "
-                "restart Slicer and press Apply again."
+                "restart Slicer and try again."
             ) from exc
         torchLogic = PyTorchUtils.PyTorchUtilsLogic()
         if not torchLogic.torchInstalled():
@@ -352,14 +366,26 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
             folder = tempfile.mkdtemp(prefix="EDPSN-pip-", dir=slicer.app.temporaryPath)
             constraints = Path(folder) / "constraints.txt"  # keeps Slicer's numpy and SimpleITK
             constraints.write_text(requirements.constraints_text())
-            packaging = getattr(slicer, "packaging", None)
-            if packaging is not None and hasattr(packaging, "pip_ensure"):  # Slicer >= 5.12
-                packaging.pip_ensure(missing, requester="EDPSN", constraints=str(constraints))
+            pydeps = self._pipModule()
+            if pydeps is not None:  # check, ask, install with progress, offer a restart
+                pydeps.pip_ensure(missing, requester="EDPSN", constraints=str(constraints))
             else:
                 slicer.util.pip_install(["-c", str(constraints), *missing])
         if requirements.missing_requirements():
             still = ", ".join(requirements.missing_requirements())
             raise RuntimeError(f"These Python packages could not be installed: {still}.")
+
+    @staticmethod
+    def _pipModule():
+        """Slicer's package helper with pip_ensure (5.11: slicer.pydeps, later slicer.packaging)."""
+        for name in ("slicer.packaging", "slicer.pydeps"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if hasattr(module, "pip_ensure"):
+                return module
+        return None
 
     @staticmethod
     def startProcess(module, args, grace_s=10.0):
@@ -370,8 +396,8 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         if python is None:
             raise RuntimeError("PythonSlicer was not found beside Slicer; reinstall Slicer.")
         libParent = Path(jobs.__file__).resolve().parents[1]  # the folder holding EDPSNLib
-        # The launcher builds its own environment from the startup one; EDPSN_* settings of
-        # this session (models and data folders) are passed on.
+        # The launcher builds its own environment from the startup one; this session's
+        # EDPSN_* settings (models and data folders) are passed on.
         base = dict(slicer.util.startupEnvironment())
         base.update({k: v for k, v in os.environ.items() if k.startswith("EDPSN_")})
         command = module_command(python, module, *args)
@@ -380,7 +406,7 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         return BackgroundProcess(command, cwd=libParent, env=env, grace_s=grace_s).start()
 
     def deviceReport(self, device):
-        """What EDPSNLib.device_info says, asked in a subprocess (no CUDA context in Slicer)."""
+        """EDPSNLib.device_info's report, asked in a subprocess (no CUDA context in Slicer)."""
         proc = self.startProcess("EDPSNLib.device_info", ["--device", device])
         proc.wait(timeout=180)
         reports = [e for e in proc.poll() if e["event"] == "device"]
@@ -407,6 +433,10 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
     def isRunning(self):
         return self.process is not None and self.process.running
 
+    def cancel(self, force=False):
+        if self.isRunning():
+            self.process.cancel(grace_s=0 if force else None)
+
     def startFusion(self, p):
         """Export the inputs and start ``edpsn fuse``; poll() then reports its progress.
 
@@ -426,17 +456,11 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
             slicer.util.exportNode(node, str(files[key]), world=True)
             if not files[key].is_file():
                 raise RuntimeError(f"Could not write {node.GetName()} to {files[key]}.")
-        job = jobs.FuseJob(
-            p.modality.value, p.registration.value, p.ctWindow,
-            None if p.colormap == "default" else p.colormap, p.axis.value, p.device.value,
-            p.batchSize, p.model,
-        )  # fmt: skip
+        colormap = None if p.colormap == "default" else p.colormap
+        job = jobs.FuseJob(p.modality.value, p.registration.value, p.ctWindow, colormap,
+                           p.axis.value, p.device.value, p.batchSize, p.model)  # fmt: skip
         self._run = {"params": p, "tmp": tmp, "done": None}
         self.process = self.startProcess("EDPSNLib.cli", jobs.fuse_arguments(job, files))
-
-    def cancel(self, force=False):
-        if self.isRunning():
-            self.process.cancel(grace_s=0 if force else None)
 
     def poll(self):
         """Events of the running fusion; before "exit" comes "results", "cancelled" or "failed"."""
@@ -454,18 +478,18 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         run, tail = self._run, exitEvent["stderr_tail"]
         try:
             if exitEvent["cancelled"]:
-                return {"event": "cancelled"}
+                return {
+                    "event": "cancelled",
+                    "message": "Cancelled; nothing was added to the scene.",
+                }
             if exitEvent["returncode"] != 0 or run["done"] is None:
                 last = (tail.strip().splitlines() or [f"exit code {exitEvent['returncode']}"])[-1]
                 return {"event": "failed", "message": last, "details": tail}
             return {"event": "results", "nodes": self.importResults(run["params"], run["done"])}
         except Exception as exc:  # report it; never leave the GUI stuck in "running"
             logging.exception("EDPSN: the results could not be loaded")
-            return {
-                "event": "failed",
-                "message": f"The results could not be loaded: {exc}",
-                "details": tail,
-            }
+            message = f"The results could not be loaded: {exc}"
+            return {"event": "failed", "message": message, "details": tail}
         finally:
             shutil.rmtree(run["tmp"], ignore_errors=True)
 
@@ -484,22 +508,19 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         fused = nodes["fused"] = scene.add_fused_volume(*load("fused"), f"{name} EDPSN fused")
         for key in ("modality", "ctWindow", "colormap", "axis"):  # read back by EDPSN Training
             value = p.getValue(key)
-            fused.SetAttribute(
-                f"EDPSN.{key}", value.value if isinstance(value, enum.Enum) else value
-            )
+            fused.SetAttribute(f"EDPSN.{key}", getattr(value, "value", value))
         fused.SetNodeReferenceID("EDPSN.mri", p.mriVolume.GetID())
         fused.SetNodeReferenceID("EDPSN.moving", p.movingVolume.GetID())
         if p.createRegions:
-            nodes["regions"] = scene.add_region_labelmap(*load("regions"), f"{name} EDPSN regions")
-            fused.SetNodeReferenceID("EDPSN.regions", nodes["regions"].GetID())
-            p.regionLabelmap = nodes["regions"]
+            regions = scene.add_region_labelmap(*load("regions"), f"{name} EDPSN regions")
+            nodes["regions"] = p.regionLabelmap = regions
+            fused.SetNodeReferenceID("EDPSN.regions", regions.GetID())
         if p.createTransform and done["outputs"].get("transform"):
-            matrix = scene.transform_matrix_from_sitk(
-                sitk.ReadTransform(done["outputs"]["transform"])
-            )
+            itk = sitk.ReadTransform(done["outputs"]["transform"])
             toMri = f"{p.movingVolume.GetName()} to {p.mriVolume.GetName()}"
-            nodes["transform"] = p.transformNode = scene.add_transform_node(matrix, toMri)
-            fused.SetNodeReferenceID("EDPSN.transform", nodes["transform"].GetID())
+            transform = scene.add_transform_node(scene.transform_matrix_from_sitk(itk), toMri)
+            nodes["transform"] = p.transformNode = transform
+            fused.SetNodeReferenceID("EDPSN.transform", transform.GetID())
         if p.createMetrics:
             table = scene.add_metrics_table(jobs.metric_rows(done), f"{name} EDPSN metrics")
             nodes["metrics"] = p.metricsTable = table
@@ -507,10 +528,8 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
             p.fusedVolume = fused
         else:  # it only carried the links to the other outputs
             slicer.mrmlScene.RemoveNode(nodes.pop("fused"))
-        background = nodes.get("fused", p.mriVolume)
-        scene.show_in_slice_views(
-            background, label=nodes.get("regions"), label_opacity=p.regionOpacity
-        )
+        background, opacity = nodes.get("fused", p.mriVolume), p.regionOpacity
+        scene.show_in_slice_views(background, label=nodes.get("regions"), label_opacity=opacity)
         slicer.util.resetSliceViews()
         return nodes
 
@@ -543,14 +562,11 @@ class EDPSNFusionTest(ScriptedLoadableModuleTest):
             self.skipTest(f"EDPSN's Python packages are not available: {exc}")
         mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()
         p = logic.getParameterNode()
-        p.mriVolume = slicer.util.addVolumeFromArray(mri, ijkToRAS=mriMatrix, name="synthetic MRI")
-        p.movingVolume = slicer.util.addVolumeFromArray(
-            pet, ijkToRAS=petMatrix, name="synthetic PET"
-        )
+        p.mriVolume = slicer.util.addVolumeFromArray(mri, ijkToRAS=mriMatrix, name="MRI")
+        p.movingVolume = slicer.util.addVolumeFromArray(pet, ijkToRAS=petMatrix, name="PET")
         p.modality, p.registration, p.device = Modality.PET, Registration.NONE, Device.CPU
-        p.model = (
-            "" if default_weights_path("MRI-PET").is_file() else "method:max"
-        )  # no weights: a baseline
+        weights = default_weights_path("MRI-PET").is_file()
+        p.model = "" if weights else "method:max"  # without shipped weights: a baseline
         logic.startFusion(p)
         return logic, p
 
@@ -587,13 +603,12 @@ class EDPSNFusionTest(ScriptedLoadableModuleTest):
                 self.assertAlmostEqual(fusedMatrix.GetElement(r, c), mriMatrix.GetElement(r, c), 5)
         labels = set(slicer.util.arrayFromVolume(p.regionLabelmap).ravel().tolist())
         self.assertTrue({1, 2, 3} & labels and labels <= {0, 1, 2, 3})
-        self.assertEqual(p.metricsTable.GetNumberOfRows(), 4)
+        self.assertEqual(p.metricsTable.GetNumberOfRows(), 4)  # volume and three regions
         self.assertTrue((slicer.util.arrayFromVolume(p.movingVolume) == before).all())
         self.assertIsNone(p.movingVolume.GetParentTransformNode())
 
     def test_Cancel(self):
-        volumes = 2  # the two inputs
         logic, p = self._start()
         logic.cancel()
         self.assertIn("cancelled", [e["event"] for e in self._wait(logic, timeout=60)])
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLVolumeNode"), volumes)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLVolumeNode"), 2)

@@ -169,3 +169,5 @@ def test_bad_inputs_are_refused() -> None:
         local_entropy(torch.rand(1, 3, 8, 8))
     with pytest.raises(InputError, match="entropy source"):
         region_map(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), source="median")
+    with pytest.raises(InputError, match="0 \\(low\\), 1 \\(mid\\) or 2"):
+        region_masks(torch.full((1, 1, 4, 4), 3, dtype=torch.int64))

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from EDPSNLib.cli import main
-from EDPSNLib.errors import InputError
+from EDPSNLib.errors import InputError, RegistrationError
 from EDPSNLib.fusion import FusionOptions, fuse_volumes, metrics_rows, slice_axis
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
 from EDPSNLib.paths import repo_root
@@ -75,7 +75,12 @@ def test_scalar_ct_registered_to_mr_phantom(tmp_path: Path) -> None:
     ct = read_volume(base / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz")
     mr = read_volume(base / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz")
     small = [Volume(sitk.BinShrink(v.image, [2, 2, 2]), v.modality, dict(v.meta)) for v in (mr, ct)]
-    res = fuse_volumes(small[0], small[1], FusionOptions("CT", ct_window="soft-tissue", method="mean"))
+    # The phantom was scanned head-first on one scanner and feet-first on the other: the
+    # header orientation is refused with a clear message, the orientation search aligns it.
+    with pytest.raises(RegistrationError, match="180"):
+        fuse_volumes(small[0], small[1], FusionOptions("CT", method="mean"))
+    opts = FusionOptions("CT", ct_window="soft-tissue", method="mean", orientation="search")
+    res = fuse_volumes(small[0], small[1], opts)
     assert res.registration is not None
     assert res.registration.final_metric < res.registration.metric_before
     assert res.fused.shape == small[0].shape and res.fused.ndim == 3  # grey for CT

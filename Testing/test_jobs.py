@@ -9,17 +9,29 @@ import numpy as np
 import pytest
 
 from EDPSNLib import harvard
+from EDPSNLib.baselines import BASELINES
 from EDPSNLib.cli import build_parser
 from EDPSNLib.errors import InputError
 from EDPSNLib.jobs import (
     FuseJob,
+    TrainingCurves,
+    check_training_inputs,
+    comparison_rows,
     evaluate_arguments,
     fuse_arguments,
     fuse_files,
     harvard_folder,
+    install_weights,
     metric_rows,
+    metrics_csv_text,
     read_evaluation,
+    read_metrics_csv,
+    run_folder,
+    score_arguments,
+    score_files,
+    slice_series,
     train_arguments,
+    training_steps,
     weights_choices,
 )
 from EDPSNLib.metrics import METRIC_NAMES
@@ -97,6 +109,27 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
     assert harvard_folder(tmp_path / "harvard") == tmp_path / "harvard" == harvard_folder(tmp_path)
 
 
+def test_score_arguments_and_metrics_csv_round_trip(tmp_path):
+    files = score_files(tmp_path)
+    args = score_arguments(files, "CT", ct_window="40,80", axis="coronal", moving_to_mri=np.eye(4))
+    assert args[args.index("--moving-to-mri") + 1] == ",".join(
+        repr(float(v)) for v in np.eye(4).ravel()
+    )
+    assert args[args.index("--regions") + 1] == str(files["regions"]) and "--colormap" not in args
+    assert "--regions" not in score_arguments(files, "PET", regions=False, colormap="hot")
+    with pytest.raises(InputError, match="4x4"):
+        score_arguments(files, "PET", moving_to_mri=np.eye(3))
+    rows = [{"scope": "volume", **dict(zip(METRIC_NAMES, range(7)))},
+            {"scope": "slice 7", **dict.fromkeys(METRIC_NAMES, float("nan"))}]  # fmt: skip
+    (tmp_path / "m.csv").write_text(metrics_csv_text(rows))
+    back = read_metrics_csv(tmp_path / "m.csv")
+    assert back[0] == {"scope": "volume", **{k: float(v) for k, v in zip(METRIC_NAMES, range(7))}}
+    x, series = slice_series(back)
+    assert x == [7] and np.isnan(series["EN"][0])
+    with pytest.raises(InputError, match="Cannot read the metrics"):
+        read_metrics_csv(tmp_path / "none.csv")
+
+
 def test_metric_rows_and_evaluation_summary(tmp_path):
     done = {"event": "done", "volume_metrics": dict.fromkeys(METRIC_NAMES, 1.0),
             "region_metrics": {r: dict.fromkeys(METRIC_NAMES, 2.0) for r in ("low", "mid", "high")}}  # fmt: skip
@@ -129,7 +162,7 @@ def test_weights_choices_list_only_weights_for_the_pair(tmp_path, monkeypatch):
         str(tmp_path / "ct.safetensors") not in values
         and str(tmp_path / "orphan.safetensors") not in values
     )
-    assert "method:max" in values
+    assert [v for v in values if v.startswith("method:")] == [f"method:{n}" for n in BASELINES]
 
 
 def test_synthetic_harvard_folder_is_read_by_the_real_loader(tmp_path):
@@ -173,6 +206,11 @@ def test_the_fusion_the_module_starts_runs_and_lands_on_the_mri_grid(tmp_path):
     assert set(np.unique(regions.array)) <= {0, 1, 2, 3} and regions.array.dtype == np.uint8
     rows = metric_rows(done)
     assert len(rows) == 4 and all(np.isfinite(rows[0][k]) for k in METRIC_NAMES)
+    # edpsn fuse's CSV reads back with the same reader the Evaluate section uses.
+    csv_rows = read_metrics_csv(done["outputs"]["metrics"])
+    assert [r["scope"] for r in csv_rows[:4]] == [r["scope"] for r in rows]
+    assert csv_rows[0]["SSIM"] == pytest.approx(rows[0]["SSIM"], abs=1e-6)
+    assert slice_series(csv_rows)[0] == list(range(mri.shape[0]))
     assert "transform" not in done["outputs"]  # already aligned: nothing to register
 
 
@@ -180,28 +218,103 @@ def test_real_data_folder_is_the_default_harvard_root():
     assert harvard_folder(data_root()) == data_root() / "harvard"
 
 
-@pytest.mark.slow
-def test_the_training_chain_the_module_starts_trains_then_scores_the_new_weights(tmp_path):
-    # EDPSN Training's chain without Slicer: edpsn train, then edpsn evaluate of its weights.
-    root = synthetic_harvard(tmp_path / "data", "MRI-PET", n_train=10, n_test=3, size=64)
-    env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
-    run = tmp_path / "runs" / "tiny"
-    train = train_arguments(pair="MRI-PET", out=run, data=root, epochs=1, batch_size=2, lr=1e-4,
-                            crop=32, device="cpu", max_steps_per_epoch=2)  # fmt: skip
-    proc = BackgroundProcess(
-        module_command(sys.executable, "EDPSNLib.cli", *train), env=env
-    ).start()
-    assert proc.wait(timeout=600) == 0, proc.stderr_tail
-    kinds = [e["event"] for e in proc.poll()]
-    assert kinds.count("step") == 2 and kinds.count("epoch") == 1 and "done" in kinds
-    weights = run / "EDPSN_MRI-PET.safetensors"
-    assert json.loads(weights.with_suffix(".json").read_text())["pair"] == "MRI-PET"
-    evaluate = evaluate_arguments(
-        pair="MRI-PET", weights=weights, out=run / "after", data=root, device="cpu"
+def test_training_inputs_are_checked_before_anything_starts(tmp_path):
+    root = synthetic_harvard(tmp_path, "MRI-CT", n_train=4, n_test=1, size=48)
+    assert check_training_inputs(root, "MRI-CT", "my-run_2.v1") is None
+    assert "pick a Harvard-layout folder" in check_training_inputs(root, "MRI-PET", "x")
+    assert "pick a Harvard-layout folder" in check_training_inputs(tmp_path / "none", "MRI-CT", "x")
+    for bad in ("", "../up", ".hidden", "a b", "a/b"):
+        assert "Name the new weights" in check_training_inputs(root, "MRI-CT", bad)
+
+
+def test_training_steps_score_train_and_score_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
+    common = dict(
+        name="run1",
+        pair="MRI-PET",
+        data=None,
+        device="cpu",
+        epochs=2,
+        batch_size=4,
+        lr=1e-4,
+        crop=64,
     )
-    proc = BackgroundProcess(
-        module_command(sys.executable, "EDPSNLib.cli", *evaluate), env=env
-    ).start()
-    assert proc.wait(timeout=600) == 0, proc.stderr_tail
-    scores = read_evaluation(run / "after")
-    assert set(scores) == set(METRIC_NAMES) and all(np.isfinite(v) for v in scores.values())
+    steps = training_steps(**common, base="/w/base.safetensors")
+    parsed = [_parse(args) for _, args in steps]
+    assert [ns.command for ns in parsed] == ["evaluate", "train", "evaluate"]
+    assert parsed[0].weights == "/w/base.safetensors" and parsed[1].init == "/w/base.safetensors"
+    assert parsed[1].out == str(run_folder("run1")) == str(tmp_path / "runs" / "run1")
+    assert parsed[2].weights == str(tmp_path / "runs" / "run1" / "EDPSN_MRI-PET.safetensors")
+    # From scratch: no "before" score; a resumed run continues from its checkpoint.
+    assert [_parse(a).command for _, a in training_steps(**common)] == ["train", "evaluate"]
+    (tmp_path / "runs" / "run1" / "before").mkdir(parents=True)
+    (tmp_path / "runs" / "run1" / "before" / "summary.csv").write_text("scored already")
+    resumed = training_steps(**common, base="/w/base.safetensors", resume=True)
+    assert [_parse(a).command for _, a in resumed] == ["train", "evaluate"]
+    ns = _parse(resumed[0][1])
+    assert ns.resume == str(tmp_path / "runs" / "run1" / "checkpoint.pt") and ns.init is None
+
+
+def test_training_curves_from_events_and_from_a_cut_log(tmp_path):
+    curves = TrainingCurves()
+    assert not curves.record({"event": "start", "epochs": 2})
+    assert curves.record({"event": "step", "global_step": 1, "loss": 0.5})
+    metrics = dict(zip(METRIC_NAMES, range(7)), SSIM=None)
+    assert curves.record({"event": "epoch", "epoch": 1, "val_loss": 0.4, "metrics": metrics})
+    (name, x, series, label), (name2, x2, series2, label2) = curves.charts()
+    assert (name, x, series, label) == ("loss", [1], {"training loss": [0.5]}, "step")
+    assert (name2, x2, label2) == ("validation", [1], "epoch")
+    assert (
+        series2["validation loss"] == [0.4]
+        and series2["SD"] == [1.0]
+        and np.isnan(series2["SSIM"][0])
+    )
+    log = tmp_path / "progress.jsonl"
+    log.write_text('{"event": "step", "global_step": 1, "loss": 0.9}\n{"event": "step", "glo')
+    assert TrainingCurves.from_log(log).loss == [0.9]
+    assert TrainingCurves.from_log(tmp_path / "none.jsonl").charts() == []
+
+
+def test_install_weights_copies_weights_and_sidecar(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
+    with pytest.raises(InputError, match="wrote no weights"):
+        install_weights("empty", "MRI-PET")
+    run = run_folder("r")
+    run.mkdir(parents=True)
+    (run / "EDPSN_MRI-PET.safetensors").write_bytes(b"weights")
+    (run / "EDPSN_MRI-PET.json").write_text(json.dumps({"pair": "MRI-PET"}))
+    target = install_weights("r", "MRI-PET")
+    assert target == tmp_path / "r.safetensors" and target.read_bytes() == b"weights"
+    assert ("r (user)", str(target)) in weights_choices("MRI-PET")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.safetensors", "runs"]
+
+
+@pytest.mark.slow
+def test_the_training_chain_of_the_module_trains_installs_and_fine_tunes(tmp_path, monkeypatch):
+    # EDPSN Training's chain without Slicer: the same steps, run one after the other by the
+    # same BackgroundProcess; then the weights are installed and fine-tuned in a second run.
+    monkeypatch.setenv("EDPSN_MODELS", str(tmp_path / "models"))
+    root = synthetic_harvard(tmp_path / "data", "MRI-PET", n_train=10, n_test=2, size=48)
+    env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
+    common = dict(pair="MRI-PET", data=root, device="cpu", epochs=1, batch_size=2, lr=1e-4, crop=32)
+
+    def run_steps(name, **kw):
+        for message, args in training_steps(name=name, **common, **kw):
+            proc = BackgroundProcess(module_command(sys.executable, "EDPSNLib.cli", *args), env=env)
+            assert proc.start().wait(timeout=600) == 0, f"{message} {proc.stderr_tail}"
+        return install_weights(name, "MRI-PET")
+
+    first = run_steps("first", max_steps_per_epoch=2)
+    curves = TrainingCurves.from_log(run_folder("first") / "progress.jsonl")
+    assert len(curves.steps) == 2 and curves.epochs == [1]
+    rows = comparison_rows("first", None)
+    assert [r["scope"] for r in rows] == ["after: first"]
+    assert all(np.isfinite(rows[0][k]) for k in METRIC_NAMES)
+    run_steps("second", base=str(first), max_steps_per_epoch=1)
+    rows = comparison_rows("second", str(first))
+    assert [r["scope"] for r in rows] == ["before: first", "after: second"]
+    # Scoring the same weights twice gives the same numbers (the "before" of run 2 is run 1).
+    assert rows[0] == {**comparison_rows("first", None)[0], "scope": "before: first"}
+    assert ("second (user)", str(tmp_path / "models" / "second.safetensors")) in weights_choices(
+        "MRI-PET"
+    )

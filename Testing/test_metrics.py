@@ -8,11 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import entropy as scipy_entropy
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import EDPSNLib.metrics_local as ML
 from EDPSNLib import metrics as M
 from EDPSNLib.color import rgb_to_luma
+from EDPSNLib.entropy import region_map
 from EDPSNLib.errors import InputError
 from EDPSNLib.harvard import PAIR_NAMES, list_pairs, load_pairs
 from EDPSNLib.paths import repo_root
@@ -190,6 +193,85 @@ def test_empty_batch() -> None:
         np.zeros((0, 64, 64)), np.zeros((0, 64, 64, 3)), np.zeros((0, 64, 64))
     )
     assert all(v.shape == (0,) for v in out.values())
+
+
+# ------------------------------------------------------------------------------ several masks
+def _entropy_masks(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
+    """The three real entropy regions (3, N, H, W) of the pairs, and an empty fourth mask."""
+    to01 = lambda x: torch.from_numpy(x / 255.0)[:, None]  # noqa: E731
+    labels = region_map(to01(mri.astype(np.float64)), to01(rgb_to_luma(func)))[:, 0].numpy()
+    regions = labels[None] == np.arange(3)[:, None, None, None]
+    return np.concatenate([regions, np.zeros_like(regions[:1])])
+
+
+def test_regions_equal_one_mask_at_a_time(harvard: tuple[np.ndarray, np.ndarray]) -> None:
+    mri, func = harvard
+    fused = _fused_rgb(mri, func)
+    masks = _entropy_masks(mri, func)
+    assert all(m.any() for m in masks[:3])
+    whole, per_mask = M.fusion_metrics_regions(mri, func, fused, masks)
+    assert len(per_mask) == len(masks)
+    expected = M.fusion_metrics_batch(mri, func, fused)
+    for name in M.METRIC_NAMES:
+        np.testing.assert_allclose(whole[name], expected[name], rtol=0, atol=1e-12)
+    for mask, got in zip(masks, per_mask):
+        one = M.fusion_metrics_batch(mri, func, fused, mask=mask)
+        for name in M.METRIC_NAMES:
+            assert got[name].shape == (len(mri),)
+            np.testing.assert_allclose(got[name], one[name], rtol=0, atol=1e-9, err_msg=name)
+    assert all(np.array_equal(v, np.zeros(len(mri))) for v in per_mask[3].values())  # empty
+    assert not np.allclose(per_mask[0]["SSIM"], per_mask[2]["SSIM"])  # regions differ
+    # The masked results also match the per-image reference (first slice, high region).
+    a, b, f = mri[0].astype(np.float64), rgb_to_luma(func[0]), rgb_to_luma(fused[0])
+    ref = REF.reference_metrics(a, b, f, masks[2, 0])
+    for name in M.METRIC_NAMES:
+        assert per_mask[2][name][0] == pytest.approx(ref[name], abs=1e-6), name
+
+
+def test_regions_filter_once(
+    harvard: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The expensive maps are computed once per chunk, however many masks are scored."""
+    mri, func = harvard
+    fused = _fused_rgb(mri, func)
+    masks = _entropy_masks(mri, func)
+    calls = {"vif": 0, "ssim": 0, "qabf": 0}
+
+    def spy(key: str, real):  # noqa: ANN001, ANN202 - counts calls to the real function
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls[key] += 1
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(ML, "vif_maps", spy("vif", ML.vif_maps))
+    monkeypatch.setattr(ML, "ssim_maps", spy("ssim", ML.ssim_maps))
+    monkeypatch.setattr(M.mm, "qabf_maps", spy("qabf", M.mm.qabf_maps))
+    M.fusion_metrics_batch(mri, func, fused)
+    once = dict(calls)
+    M.fusion_metrics_regions(mri, func, fused, masks)
+    assert all(calls[k] == 2 * once[k] for k in calls) and once["vif"] >= 1
+
+
+def test_regions_bad_masks(mri_slice: np.ndarray) -> None:
+    a = np.stack([mri_slice, mri_slice])
+    with pytest.raises(InputError, match=r"\(K, N, H, W\)"):
+        M.fusion_metrics_regions(a, a, a, a > 30)  # (N, H, W): one mask without the K axis
+    with pytest.raises(InputError, match="masks"):
+        M.fusion_metrics_regions(a, a, a, np.ones((3, 2, 10, 10), dtype=bool))
+    with pytest.raises(InputError, match="dtype"):
+        M.fusion_metrics_regions(a, a, a, np.ones((3, *a.shape)))
+    whole, per_mask = M.fusion_metrics_regions(a, a, a, np.zeros((0, *a.shape), dtype=bool))
+    assert per_mask == [] and whole["SSIM"] == pytest.approx([2.0, 2.0])
+
+
+def test_vif_outside_the_8_bit_range(mri_slice: np.ndarray) -> None:
+    """Large values overflow the grouped products of the VIF logarithms: one log per term."""
+    a = mri_slice * 1000.0
+    b = np.roll(a, 3, axis=1)
+    f = 0.5 * (a + b)
+    expected = REF.ref_vifp(a, f) + REF.ref_vifp(b, f)
+    assert M.vif(a, b, f) == pytest.approx(expected, rel=1e-9)
 
 
 # ---------------------------------------------------------------------------------- degenerate

@@ -219,3 +219,19 @@ def test_float64_inputs_give_the_float32_result() -> None:
         out32 = model(mri, pet)
     assert out64.dtype == torch.float32
     torch.testing.assert_close(out64, out32, atol=1e-5, rtol=0)
+
+
+def test_blend_head_keeps_black_background_black() -> None:
+    """Where both inputs are 0 the fused image is exactly 0 (no grey veil), for any weights."""
+    torch.manual_seed(3)
+    model = EDPSN().eval()
+    for p in model.head.parameters():
+        p.data.normal_(0, 1.0)
+    mri = torch.rand(1, 1, 40, 40)
+    func = torch.rand(1, 1, 40, 40)
+    mri[..., :10, :] = 0
+    func[..., :10, :] = 0
+    with torch.no_grad():
+        fused = model(mri, func)
+    assert fused[..., :10, :].abs().max() == 0
+    assert fused[..., 12:, :].abs().max() > 0

@@ -14,7 +14,7 @@ from PIL import Image
 from EDPSNLib.checkpoint import load_checkpoint
 from EDPSNLib.cli import main
 from EDPSNLib.datasets import HarvardFusionDataset, augment_params, epoch_batches, to_tensor
-from EDPSNLib.errors import InputError, TrainingError
+from EDPSNLib.errors import InputError, TrainingError, WeightsError
 from EDPSNLib.harvard import list_pairs, load_pair
 from EDPSNLib.metrics import METRIC_NAMES
 from EDPSNLib.paths import data_root
@@ -107,6 +107,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(full_run, tmp_path):
     log = read_jsonl(out / "progress.jsonl")
     assert log[-1]["event"] == "error"
     assert any(e["event"] == "warning" and "crop=64" in e["message"] for e in log)
+
+
+def test_init_from_weights_starts_from_them_for_any_pair(full_run, tmp_path):
+    reference, _ = full_run
+    cross = TrainConfig(out=tmp_path / "ct", init=reference.weights, **{**SMALL, "pair": "MRI-CT"})
+    cross.epochs, cross.max_steps_per_epoch = 1, 1
+    train(cross)
+    meta = read_metadata(tmp_path / "ct" / "EDPSN_MRI-CT.safetensors")
+    assert meta["pair"] == "MRI-CT" and meta["training"]["init_pair"] == "MRI-PET"
+    events: list[dict] = []
+    cfg = TrainConfig(out=tmp_path / "ft", init=reference.weights, **{**SMALL, "epochs": 1})
+    cfg.max_steps_per_epoch = 1
+    train(cfg, progress=events.append)
+    first = next(e for e in events if e["event"] == "step")
+    assert first["loss"] != reference.history["steps"][0]["loss"]  # not a fresh network
+    assert read_metadata(tmp_path / "ft" / "EDPSN_MRI-PET.safetensors")["training"]["init"] == str(
+        reference.weights
+    )
 
 
 def _tiny_harvard(root, names, drop_pet=None):

@@ -73,6 +73,15 @@ def test_metaimage_geometry_matches_its_header() -> None:
     np.testing.assert_allclose(vol.origin, [float(v) for v in header["Offset"].split()])
 
 
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_detached_header_formats_are_read(tmp_path: Path, suffix: str) -> None:
+    mr = sitk.ReadImage(str(RIRE_MR))
+    sitk.WriteImage(mr, str(tmp_path / f"mr{suffix}"))  # header + separate raw data file
+    vol = read_volume(tmp_path / f"mr{suffix}")
+    np.testing.assert_array_equal(vol.array, sitk.GetArrayViewFromImage(mr))
+    assert vol.spacing == mr.GetSpacing() and vol.origin == mr.GetOrigin()
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha"])
 def test_write_read_roundtrip_keeps_oblique_geometry(tmp_path: Path, suffix: str) -> None:
     vol = read_volume(RIRE_MR)
@@ -158,7 +167,9 @@ def test_suv_matches_mirp_reference_at_same_points() -> None:
     suv = read_volume(DICOM / "PT_FDG_original", suv=True)
     crop = read_volume(DICOM / "PT_SUV_crop")  # the same PET, converted to SUVbw by MIRP
     assert suv_factor(DICOM / "PT_SUV_crop") == 1.0  # Units GML: already SUV
-    assert suv.meta["units"] == "SUVbw"
+    assert suv.meta["Units"] == "SUVbw" and suv.meta["suv_factor"] == suv_factor(
+        DICOM / "PT_FDG_original"
+    )
     # Both lie on one grid: sample ours at the crop's voxel centres.
     ours = sitk.GetArrayFromImage(
         sitk.Resample(suv.image, crop.image, sitk.Transform(), sitk.sitkNearestNeighbor, np.nan)

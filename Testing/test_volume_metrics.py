@@ -195,3 +195,52 @@ def test_scoring_a_fusion_output_reproduces_its_own_metrics():
             assert scored.region_metrics[r][k] == pytest.approx(
                 fusion.region_metrics[r][k], rel=1e-9, nan_ok=True
             )
+
+
+def test_the_scoring_the_module_starts_writes_the_metrics_it_reads_back(tmp_path):
+    # EDPSN Training's Evaluate path without Slicer: exported volumes, the same arguments,
+    # the same BackgroundProcess; the moving volume is on its own grid and placed by a transform.
+    import sys
+
+    from EDPSNLib import jobs
+    from EDPSNLib.fusion import FusionOptions, fuse_volumes
+    from EDPSNLib.paths import repo_root
+    from EDPSNLib.process import BackgroundProcess, child_environment, module_command
+    from EDPSNLib.synthetic import synthetic_mri_pet
+    from EDPSNLib.volume_io import write_volume
+
+    mri, mri_m, pet, pet_m = synthetic_mri_pet()
+    options = FusionOptions("PET", register="none", method="max", device="cpu")
+    fusion = fuse_volumes(
+        volume_from_ijk_to_ras(mri, mri_m), volume_from_ijk_to_ras(pet, pet_m), options
+    )
+    shift = np.eye(4)
+    shift[:3, 3] = (5.0, -4.0, 2.0)
+    files = jobs.score_files(tmp_path)
+    for key, (array, matrix) in {"mri": (mri, mri_m), "moving": (pet, shift @ pet_m),
+                                 "fused": (fusion.fused, mri_m)}.items():  # fmt: skip
+        write_volume(volume_from_ijk_to_ras(array, matrix), files[key])
+    args = jobs.score_arguments(files, "PET", moving_to_mri=np.linalg.inv(shift), regions=False)
+    env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
+    proc = BackgroundProcess(
+        module_command(sys.executable, "EDPSNLib.volume_metrics", *args), env=env
+    )
+    assert proc.start().wait(timeout=300) == 0, proc.stderr_tail
+    kinds = [e["event"] for e in proc.poll()]
+    assert "progress" in kinds and "done" in kinds and kinds[-1] == "exit"
+    rows = jobs.read_metrics_csv(files["metrics"])
+    assert rows[0]["scope"] == "volume"
+    for k in METRIC_NAMES:
+        assert rows[0][k] == pytest.approx(fusion.volume_metrics[k], abs=2e-6), k
+    x, series = jobs.slice_series(rows)
+    assert x == np.flatnonzero(fusion.tissue).tolist()
+    np.testing.assert_allclose(series["VIF"], fusion.slice_metrics["VIF"][fusion.tissue], atol=2e-6)
+    # A bad input is a clear error with exit code 2, and no CSV is left behind.
+    files["metrics"].unlink()
+    bad = jobs.score_arguments(files, "CT", regions=False)
+    proc = BackgroundProcess(
+        module_command(sys.executable, "EDPSNLib.volume_metrics", *bad), env=env
+    )
+    assert proc.start().wait(timeout=300) == 2
+    assert "edpsn score: error: The fused volume should be a grey" in proc.stderr_tail
+    assert not files["metrics"].exists()

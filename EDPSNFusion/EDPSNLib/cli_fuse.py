@@ -29,7 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="CSV of the seven metrics: volume, per region, per slice")
     parser.add_argument("--transform", help="registration transform moving->MRI (.tfm)")
     parser.add_argument("--register", default="rigid", choices=("rigid", "affine", "none"))
-    parser.add_argument("--init", default="geometry", choices=("geometry", "moments"))
+    parser.add_argument(
+        "--init", default="auto", choices=("auto", "geometry", "moments", "identity"),
+        help="start: auto = scanner coordinates if both share a frame of reference, else centres",
+    )  # fmt: skip
+    parser.add_argument(
+        "--orientation", default="header", choices=("header", "search"),
+        help="search also tries 180-degree turns (head-first vs feet-first scans)",
+    )  # fmt: skip
     parser.add_argument(
         "--ct-window", default="brain", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
     )
@@ -127,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     rep = Reporter(args.json_progress)
     outs = _outputs(args)
     opts = FusionOptions(
-        modality=args.modality, register=args.register, init=args.init,
+        modality=args.modality, register=args.register, init=args.init, orientation=args.orientation,
         ct_window=parse_window(args.ct_window), colormap=args.colormap, axis=args.axis,
         device=args.device, batch_size=args.batch_size, weights=args.weights, method=args.method,
     )  # fmt: skip

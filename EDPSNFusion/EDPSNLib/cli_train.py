@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from .harvard import PAIR_NAMES
+from .losses import LossConfig
 from .metrics import METRIC_NAMES
 
 #: Exit code of a cancelled run (the shell convention for an interrupt).
@@ -67,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("loss", *METRIC_NAMES),
         help="keep the epoch with the lowest validation loss, or the highest value of a metric",
     )
+    defaults = LossConfig()
+    for name, help_text in (
+        ("w_max_intensity", "weight of the MSE to max(MRI, functional)"),
+        ("w_mean_intensity", "weight of the MSE to their mean"),
+        ("w_gradient", "weight of the L1 to the max of the Sobel magnitudes"),
+        ("w_perceptual", "weight of the perceptual (feature) loss"),
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=float, default=getattr(defaults, name), help=help_text
+        )
+    for switch, what in (("eem", "edge enhancement"), ("ed", "entropy division"), ("dps", "path selection")):
+        parser.add_argument(
+            f"--no-{switch}", action="store_true", help=f"ablation: train without {what}"
+        )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     parser.add_argument(
@@ -118,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
         max_val_images=args.max_val_images, select=args.select,
         progress_bar=not args.json_progress, command=_command(args),
+        model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
+        loss=LossConfig(
+            w_max_intensity=args.w_max_intensity, w_mean_intensity=args.w_mean_intensity,
+            w_gradient=args.w_gradient, w_perceptual=args.w_perceptual,
+        ),
     )  # fmt: skip
 
     def progress(event: dict[str, Any]) -> None:

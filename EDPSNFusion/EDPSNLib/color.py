@@ -43,7 +43,10 @@ def rgb_to_luma(image: np.ndarray) -> np.ndarray:
     """Channel-last RGB (..., 3) to BT.601 luma (...) as float64, not rounded; grey passes through."""
     arr = np.asarray(image)
     if arr.ndim >= 3 and arr.shape[-1] == 3:
-        return arr.astype(np.float64) @ np.asarray(LUMA_WEIGHTS, dtype=np.float64)
+        # Contiguous first: a matmul over a strided view may round its last bit differently,
+        # which flips EN's uint8 rounding for the same values.
+        rgb = np.ascontiguousarray(arr, dtype=np.float64)
+        return rgb @ np.asarray(LUMA_WEIGHTS, dtype=np.float64)
     return arr.astype(np.float64)
 
 

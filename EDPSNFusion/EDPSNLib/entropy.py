@@ -5,12 +5,16 @@
   ``u >> 4``), and each pixel gets the Shannon entropy (bits) of the levels in its 3x3
   neighbourhood. Like ``skimage.filters.rank.entropy``, only pixels inside the image count, so
   border windows hold 6 and corner windows 4 pixels. Counts come from one box sum per level:
-  vectorised over pixels, exact in float32, and the same on CPU and GPU.
+  vectorised over pixels, exact in float32, and the same on CPU and GPU. Why 16 levels: a
+  window has only 9 pixels, so with 256 levels almost every window of noisy tissue would
+  reach the maximum log2(9); 16 levels (4 bits) keep flat tissue low and edges / texture high.
 - Thresholds: per image, a histogram of the entropy map with ``bins`` bins over [min, max]
   (as ``skimage.filters.threshold_multiotsu`` builds it) and an exhaustive, vectorised search
   of the threshold pair that maximises the between-class variance. A pixel's label is the
   class of its histogram bin (0 = low, 1 = mid, 2 = high entropy); the thresholds returned
-  are the bins' upper edges (skimage returns the bin centres: half a bin lower).
+  are the bins' upper edges (skimage returns the bin centres: half a bin lower). The black
+  background (entropy 0) fills bin 0, so the low threshold usually sits just above 0: "low"
+  = background and flat areas, and the tissue splits into "mid" and "high".
 - Source image (:func:`region_map`): the pixel-wise max of the MRI and the functional
   luminance by default. It is the image a max-rule fusion shows, so a region is "high
   information" when the structure that will be visible there is textured; one entropy map
@@ -150,6 +154,11 @@ def entropy_regions(image: torch.Tensor, levels: int = 16, bins: int = 64) -> to
 def region_masks(labels: torch.Tensor) -> torch.Tensor:
     """Labels (B, 1, H, W) to one-hot float masks (B, 3, H, W) (low, mid, high)."""
     _check_grey(labels, "region_masks")
+    if labels.numel() and (labels.min() < 0 or labels.max() > 2):
+        raise InputError(
+            "Region labels must be 0 (low), 1 (mid) or 2 (high); a volume region map with "
+            "0 = background must have 1 subtracted and the background set to a region first."
+        )
     return F.one_hot(labels[:, 0].long(), 3).permute(0, 3, 1, 2).float()
 
 

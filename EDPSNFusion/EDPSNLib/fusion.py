@@ -3,6 +3,7 @@ by slice in streamed batches, and score the result per slice, for the volume and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ class FusionOptions:
 
     modality: str
     register: str = "rigid"
-    init: str = "geometry"
+    init: str = "auto"  # scanner coordinates when both share a frame of reference, else centres
+    orientation: str = "header"  # "search" also tries 180-degree turns (head/feet-first mix-ups)
     ct_window: str | tuple[float, float] = "brain"
     colormap: str | None = None
     axis: str = "axial"
@@ -117,7 +119,7 @@ def prepare_moving(
     )
     if opts.register == "none" and same_grid:
         return moving, None
-    reg = register(mri, moving, method=opts.register, init=opts.init)
+    reg = register(mri, moving, method=opts.register, init=opts.init, orientation=opts.orientation)
     return resample_to(mri, moving, reg.transform, default_value=0.0 if moving.is_rgb else None), reg
 
 
@@ -143,7 +145,9 @@ def fuse_volumes(
         fuser, info = make_slice_fuser(
             opts.method, f"MRI-{opts.modality}", opts.weights, opts.device, opts.batch_size, log
         )
+    clock = time.perf_counter()
     resampled, reg = prepare_moving(mri, moving, opts)
+    timings = {"register_s": time.perf_counter() - clock, "fuse_s": 0.0, "metrics_s": 0.0}
     axis = slice_axis(mri, opts.axis)
     mri_arr = np.moveaxis(mri.array, axis, 0)
     mov_arr = np.moveaxis(resampled.array, axis, 0)
@@ -168,6 +172,7 @@ def fuse_volumes(
         m, f = mri01[idx], func_norm(mov_arr[idx])
         if not rgb and f.ndim == 4:
             f = rgb_to_luma(f).astype(np.float32)
+        clock = time.perf_counter()
         out, reg_lbl = fuser(m, f)
         f_luma = rgb_to_luma(f) if f.ndim == 4 else f
         background = (m <= BACKGROUND_LEVEL) & (f_luma <= BACKGROUND_LEVEL)
@@ -175,6 +180,8 @@ def fuse_volumes(
         out_u8 = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
         out_u8[background] = 0
         fused[idx], regions[idx] = out_u8, labels
+        timings["fuse_s"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         a, b = m * 255.0, f * 255.0
         for k, v in fusion_metrics_batch(a, b, out_u8).items():
             per_slice[k][idx] = v
@@ -183,13 +190,14 @@ def fuse_volumes(
             region_pixels[idx, r - 1] = mask.sum(axis=(1, 2))
             for k, v in fusion_metrics_batch(a, b, out_u8, mask=mask).items():
                 per_region[name][k][idx] = v
+        timings["metrics_s"] += time.perf_counter() - clock
         if progress is not None:
             progress(min(done + step, len(todo)), len(todo))
     region_metrics = {
         name: _aggregate(per_region[name], region_pixels[:, r] >= MIN_REGION_PIXELS)
         for r, name in enumerate(REGION_NAMES)
     }
-    info.update(slices=n, tissue_slices=int(tissue.sum()))
+    info.update(slices=n, tissue_slices=int(tissue.sum()), timings=timings)
     return VolumeFusion(
         fused=np.moveaxis(fused, 0, axis),
         regions=np.moveaxis(regions, 0, axis),

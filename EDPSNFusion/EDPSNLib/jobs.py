@@ -8,6 +8,7 @@ imported by the module files before torch is installed, so it never imports torc
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -26,6 +27,8 @@ FUSE_FILES = {
 }  # fmt: skip
 #: The seven metrics, in table order (as EDPSNLib.metrics.METRIC_NAMES, which imports torch).
 METRIC_NAMES = ("EN", "SD", "SCD", "Qabf", "VIF", "PSNR", "SSIM")
+#: The classical baselines of EDPSNLib.baselines.BASELINES (named here: that module imports torch).
+BASELINE_NAMES = ("mean", "max", "pca", "dwt", "laplacian")
 #: Model-list value prefix of a classical baseline ("method:max"); "" is the default weights.
 METHOD_PREFIX = "method:"
 
@@ -76,6 +79,67 @@ def metric_rows(done: dict[str, Any]) -> list[dict[str, Any]]:
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"edpsn fuse reported no metrics ({exc}); update EDPSNLib.") from exc
     return rows
+
+
+#: Files of one scoring of a fused volume (EDPSN Training's Evaluate section).
+SCORE_FILES = {
+    "mri": "mri.nrrd", "moving": "moving.nrrd", "fused": "fused.nrrd", "regions": "regions.nrrd",
+    "metrics": "metrics.csv",
+}  # fmt: skip
+
+
+def score_files(folder: str | Path) -> dict[str, Path]:
+    """The paths of one scoring's inputs and its metrics CSV in ``folder``."""
+    return {key: Path(folder) / name for key, name in SCORE_FILES.items()}
+
+
+def score_arguments(
+    files: dict[str, Path], modality: str, *, ct_window: str = "brain", colormap: str | None = None,
+    axis: str = "axial", moving_to_mri: Any = None, regions: bool = True,
+) -> list[str]:  # fmt: skip
+    """Arguments of ``python -m EDPSNLib.volume_metrics`` (``moving_to_mri``: a 4x4 RAS matrix)."""
+    args = ["--mri", files["mri"], "--moving", files["moving"], "--fused", files["fused"],
+            "--modality", modality, "--ct-window", ct_window, "--axis", axis,
+            "--out", files["metrics"], "--json-progress"]  # fmt: skip
+    if regions:
+        args += ["--regions", files["regions"]]
+    if colormap:
+        args += ["--colormap", colormap]
+    if moving_to_mri is not None:
+        rows = [[float(v) for v in row] for row in moving_to_mri]
+        if len(rows) != 4 or any(len(r) != 4 for r in rows):
+            raise InputError("The moving-to-MRI transform must be a 4x4 matrix.")
+        args += ["--moving-to-mri", ",".join(repr(v) for row in rows for v in row)]
+    return [str(a) for a in args]
+
+
+def metrics_csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV text with columns scope + the seven metrics (the layout of ``edpsn fuse --metrics``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["scope", *METRIC_NAMES])
+    for row in rows:
+        writer.writerow([row["scope"], *(f"{float(row[k]):.6f}" for k in METRIC_NAMES)])
+    return buf.getvalue()
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows (scope + seven floats, NaN kept) of a metrics CSV from ``edpsn fuse`` or scoring."""
+    try:
+        with Path(path).open(newline="") as f:
+            return [
+                {"scope": r["scope"], **{k: float(r[k]) for k in METRIC_NAMES}}
+                for r in csv.DictReader(f)
+            ]
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"Cannot read the metrics in {path} ({exc}); compute them again.") from exc
+
+
+def slice_series(rows: list[dict[str, Any]]) -> tuple[list[int], dict[str, list[float]]]:
+    """The "slice N" rows as plot data: (slice indices, {metric: values})."""
+    slices = [r for r in rows if str(r["scope"]).startswith("slice ")]
+    x = [int(str(r["scope"]).split()[1]) for r in slices]
+    return x, {k: [float(r[k]) for r in slices] for k in METRIC_NAMES}
 
 
 def harvard_folder(folder: str | Path) -> Path:
@@ -142,11 +206,9 @@ def weights_choices(pair: str) -> list[tuple[str, str]]:
                 continue  # weights without a readable sidecar cannot be checked: not listed
             if path != default and isinstance(meta, dict) and meta.get("pair") == pair:
                 choices.append((f"{path.stem} ({source})", str(path)))
-    try:
-        from .baselines import BASELINES
-    except ImportError:  # its packages (scipy, PyWavelets) are not installed yet
-        BASELINES = {}
-    choices += [(f"Baseline without network: {name}", METHOD_PREFIX + name) for name in BASELINES]
+    choices += [
+        (f"Baseline without network: {name}", METHOD_PREFIX + name) for name in BASELINE_NAMES
+    ]
     return choices
 
 

@@ -134,15 +134,20 @@ class EDPSN(nn.Module):
             result["blend_weight"] = weight
         return result
 
-    def forward(self, mri: torch.Tensor, func: torch.Tensor) -> torch.Tensor:
-        """Fused image (B, C, H, W) float32 on [0, 1] of MRI (B, 1, H, W) and func (B, C, H, W)."""
+    def fuse(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused image (B, C, H, W) on [0, 1] and the entropy regions (B, 1, H, W) it used."""
         _check_image(mri, "MRI", (1,))
         _check_image(func, "functional image", (1, 3))
         _check_pair(mri, func, "functional image")
         func_y, cbcr = self.preprocess_functional(func)
-        fused = self.fuse_luma(mri, func_y)["fused"]
-        if cbcr is None:
-            return fused
-        with torch.autocast(fused.device.type, enabled=False):
-            rgb = ycbcr_to_rgb(torch.cat((fused.float(), cbcr.float()), dim=1))
-        return torch.clamp(rgb, 0.0, 1.0)
+        out = self.fuse_luma(mri, func_y)
+        fused = out["fused"]
+        if cbcr is not None:
+            with torch.autocast(fused.device.type, enabled=False):
+                rgb = ycbcr_to_rgb(torch.cat((fused.float(), cbcr.float()), dim=1))
+            fused = torch.clamp(rgb, 0.0, 1.0)
+        return fused, out["regions"]
+
+    def forward(self, mri: torch.Tensor, func: torch.Tensor) -> torch.Tensor:
+        """Fused image (B, C, H, W) float32 on [0, 1] of MRI (B, 1, H, W) and func (B, C, H, W)."""
+        return self.fuse(mri, func)[0]

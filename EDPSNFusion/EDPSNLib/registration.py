@@ -35,6 +35,7 @@ __all__ = [
     "register",
     "initial_transform",
     "mattes_mi",
+    "registration_image",
     "pyramid_level",
     "overlap_fraction",
     "linear_parts",
@@ -69,9 +70,9 @@ class RegistrationResult:
     orientation: str = "as in the headers"
 
 
-def _scalar_float(vol: Volume) -> sitk.Image:
-    """Float32 luminance, clipped to the 0.5-99.5 percentiles so that a few outliers (metal,
-    CT padding) do not squeeze the tissue into one or two of the 50 histogram bins."""
+def registration_image(vol: Volume) -> sitk.Image:
+    """The image registration sees: float32 luminance clipped to its 0.5-99.5 percentiles, so
+    that a few outliers (metal, CT padding) do not squeeze the tissue into one or two bins."""
     if vol.is_rgb:
         img = sitk.GetImageFromArray(vol.array.astype(np.float32) @ _LUMA)
         img.CopyInformation(vol.image)
@@ -340,7 +341,7 @@ def register(
         )
     if method == "none":
         init = "identity"
-    f_img, m_img = _scalar_float(fixed), _scalar_float(moving)
+    f_img, m_img = registration_image(fixed), registration_image(moving)
     start = sitk.Euler3DTransform() if method == "none" else initial_transform(f_img, m_img, init)
     overlap = overlap_fraction(f_img, m_img, start)
     if overlap < min_overlap:

@@ -87,29 +87,23 @@ class NetworkSliceFuser:
 
 
 class BaselineSliceFuser:
-    """A classical baseline slice by slice; regions from EDPSN's own ED function (default config)."""
+    """A classical baseline slice by slice; regions from EDPSN's own EEM + ED (no learned weights
+    take part in them, so an untrained network computes exactly what the trained one does)."""
 
     def __init__(self, name: str):
         from .baselines import BASELINES
-        from .config import EDPSNConfig
+        from .model import EDPSN
 
         if name not in BASELINES:
             raise InputError(f"Unknown method '{name}'; choose edpsn or one of {', '.join(BASELINES)}.")
         self.rule = BASELINES[name]
-        self.config = EDPSNConfig()
+        self.network = EDPSN().eval()
 
     def __call__(self, mri: np.ndarray, func: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from .color import split_luma
-        from .entropy import region_map
-
         fused = np.stack([self.rule(a, b) for a, b in zip(mri, func)])
-        y = split_luma(func)[0]
-        cfg = self.config
-        reg = region_map(
-            torch.from_numpy(np.ascontiguousarray(mri, np.float32))[:, None],
-            torch.from_numpy(np.ascontiguousarray(y, np.float32))[:, None],
-            cfg.entropy_levels, cfg.otsu_bins, cfg.entropy_source,
-        )  # fmt: skip
+        m, f = _to_tensors(mri, func)
+        with torch.inference_mode():
+            reg = self.network.regions(m, self.network.preprocess_functional(f)[0])
         return fused.astype(np.float32), reg[:, 0].to(torch.uint8).numpy()
 
 

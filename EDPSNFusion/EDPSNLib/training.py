@@ -173,6 +173,7 @@ class _Run:
         self.prior_time = 0.0
         self.best: dict[str, Any] | None = None
         self.warnings: list[str] = []
+        self.init_pair: str | None = None  # pair of the --init weights, when fine-tuning
         self._build_model()
 
     def _build_model(self) -> None:
@@ -189,7 +190,10 @@ class _Run:
             self.model = EDPSN(EDPSNConfig.from_dict(ckpt["model_config"]))
             self.model.load_state_dict(ckpt["model"])
         elif cfg.init:
-            self.model, _ = load_weights(cfg.init, expected_pair=cfg.pair)
+            # Any pair's weights are a valid starting point (e.g. MRI-CT fine-tuned from
+            # MRI-PET); the init file and its pair are recorded in the new metadata.
+            self.model, init_meta = load_weights(cfg.init)
+            self.init_pair = init_meta.get("pair")
         else:
             torch.manual_seed(cfg.seed)  # seeded initial weights
             self.model = EDPSN(EDPSNConfig(**(cfg.model or {})))
@@ -239,6 +243,7 @@ class _Run:
     def metadata(self, entry: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg
         settings = {k: v for k, v in cfg.to_dict().items() if k not in ("loss", "command")}
+        settings["init_pair"] = self.init_pair
         return dict(
             pair=cfg.pair, data=str(self.root or data_root() / "harvard"), split="train",
             validation_split="val", train_pairs=len(self.dataset), val_pairs=self.n_val,

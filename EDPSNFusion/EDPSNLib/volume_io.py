@@ -183,7 +183,7 @@ def read_volume(
     if suv:
         factor = suv_factor(p, series_uid=series_uid, series_description=series_description)
         image = sitk.Cast(image, sitk.sitkFloat32) * factor
-        meta.update(suv_factor=factor, units="SUVbw")
+        meta.update(suv_factor=factor, Units="SUVbw")  # the DICOM value was BQML
     vol = Volume(image, (modality if modality is not None else mod).upper(), meta)
     if validate:
         validate_volume(vol, role=vol.modality or p.name)

@@ -12,14 +12,26 @@ background in both sources count as 0 in the fused image.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .fusion import FusionOptions, VolumeFusion, fuse_volumes, metrics_rows
+from .errors import EDPSNError, InputError
+from .fusion import (
+    BACKGROUND_LEVEL,
+    MIN_TISSUE_PIXELS,
+    FusionOptions,
+    VolumeFusion,
+    fuse_volumes,
+    metrics_rows,
+    slice_axis,
+)
 from .metrics import METRIC_NAMES
+from .normalize import normalize_mri
 from .registration import resample_to
 from .volume_io import Volume
 
@@ -99,7 +111,7 @@ class _ReplayFuser:
         self, mri01: np.ndarray, fused: np.ndarray, regions: np.ndarray | None, todo: np.ndarray
     ):
         self.mri01, self.fused, self.regions, self.todo = mri01, fused, regions, todo
-        self.cursor = 0
+        self.cursor, self.region_fuser = 0, None
 
     def __call__(self, mri: np.ndarray, func: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = self.todo[self.cursor : self.cursor + len(mri)]
@@ -112,26 +124,13 @@ class _ReplayFuser:
         out = np.ascontiguousarray(self.fused[idx], np.float32) / np.float32(255.0)
         if self.regions is not None:
             return out, np.maximum(self.regions[idx].astype(np.int16) - 1, 0).astype(np.uint8)
-        # The regions EDPSN's own ED function gives this pair (what edpsn fuse writes).
-        return out, _regions(mri, func)
+        # The regions edpsn fuse writes: EDPSN's own EEM + ED, which use no learned weights;
+        # the baseline fuser computes exactly those (its fused output is not used).
+        if self.region_fuser is None:
+            from .slice_fusion import BaselineSliceFuser
 
-
-def _regions(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
-    """Entropy regions (B, H, W) uint8 0/1/2 with the default EDPSN configuration."""
-    import torch
-
-    from .color import split_luma
-    from .config import EDPSNConfig
-    from .entropy import region_map
-
-    cfg = EDPSNConfig()
-    y = split_luma(func)[0] if func.ndim == 4 else func
-    labels = region_map(
-        torch.from_numpy(np.ascontiguousarray(mri, np.float32))[:, None],
-        torch.from_numpy(np.ascontiguousarray(y, np.float32))[:, None],
-        cfg.entropy_levels, cfg.otsu_bins, cfg.entropy_source,
-    )  # fmt: skip
-    return labels[:, 0].to(torch.uint8).numpy()
+            self.region_fuser = BaselineSliceFuser("max")
+        return out, self.region_fuser(mri, func)[1]
 
 
 def score_fused_volume(
@@ -175,14 +174,11 @@ def score_fused_volume(
         modality=modality, register="none", ct_window=ct_window, colormap=colormap, axis=axis,
         batch_size=batch_size, method="replay",
     )  # fmt: skip
-    from .fusion import BACKGROUND_LEVEL, MIN_TISSUE_PIXELS, slice_axis
-    from .normalize import normalize_mri
-
     ax = slice_axis(mri_v, axis)
-    mri01 = normalize_mri(np.moveaxis(mri_v.array, ax, 0))
+    mri01 = normalize_mri(np.moveaxis(mri_v.array, ax, 0))  # as fuse_volumes computes it
     todo = np.flatnonzero((mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS)
-    move = (lambda a: None) if labels is None else (lambda a: np.moveaxis(a, ax, 0))  # noqa: E731
-    replay = _ReplayFuser(mri01, np.moveaxis(fused_arr, ax, 0), move(labels), todo)
+    labels = None if labels is None else np.moveaxis(labels, ax, 0)
+    replay = _ReplayFuser(mri01, np.moveaxis(fused_arr, ax, 0), labels, todo)
     return fuse_volumes(mri_v, moving_v, opts, fuser=replay, progress=progress)
 
 
@@ -194,3 +190,66 @@ def slice_series(result: VolumeFusion) -> tuple[list[int], dict[str, list[float]
     """Per-slice metrics of the tissue slices, ready to plot: (slice indices, {metric: values})."""
     idx = np.flatnonzero(result.tissue)
     return idx.tolist(), {k: result.slice_metrics[k][idx].tolist() for k in METRIC_NAMES}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m EDPSNLib.volume_metrics``: score fused volume files into a metrics CSV.
+
+    EDPSN Training runs this in a subprocess (a volume takes tens of seconds: the GUI must not
+    wait on it); with ``--json-progress`` it prints the events ``edpsn fuse`` prints.
+    """
+    from .atomic import write_text_atomic
+    from .jobs import metrics_csv_text
+    from .volume_io import read_volume
+
+    parser = argparse.ArgumentParser(
+        prog="python -m EDPSNLib.volume_metrics", description=main.__doc__
+    )
+    for name in ("--mri", "--moving", "--fused", "--out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--modality", required=True, choices=("CT", "PET", "SPECT"))
+    parser.add_argument("--regions", help="region labelmap (default: computed as edpsn fuse does)")
+    parser.add_argument(
+        "--moving-to-mri", help="16 numbers: the 4x4 RAS 'to parent' matrix, row by row"
+    )
+    parser.add_argument("--ct-window", default="brain", help="a preset name or LEVEL,WIDTH")
+    parser.add_argument("--colormap")
+    parser.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
+    parser.add_argument("--json-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    def emit(**event: object) -> None:
+        if args.json_progress:
+            print(json.dumps(event), flush=True)
+
+    def load(path: str) -> tuple[np.ndarray, np.ndarray]:
+        vol = read_volume(path, validate=False)
+        return vol.array, ijk_to_ras_matrix(vol)
+
+    try:
+        window = args.ct_window
+        if "," in window:
+            window = tuple(float(v) for v in window.split(","))
+        matrix = None
+        if args.moving_to_mri:
+            matrix = np.array([float(v) for v in args.moving_to_mri.split(",")]).reshape(4, 4)
+        emit(event="stage", stage="read", message="Reading the volumes")
+        volumes = [load(p) for p in (args.mri, args.moving, args.fused)]
+        emit(event="stage", stage="metrics", message="Scoring the fused volume slice by slice")
+        result = score_fused_volume(
+            *volumes, args.modality, moving_to_mri=matrix,
+            regions=load(args.regions) if args.regions else None, ct_window=window,
+            colormap=args.colormap, axis=args.axis,
+            progress=lambda done, total: emit(event="progress", stage="metrics", done=done, total=total),
+        )  # fmt: skip
+        write_text_atomic(args.out, metrics_csv_text(metrics_rows(result)))
+    except (EDPSNError, ValueError) as exc:
+        print(f"edpsn score: error: {exc}", file=sys.stderr)
+        return 2
+    emit(event="done", outputs={"metrics": str(args.out)}, volume_metrics=result.volume_metrics,
+         region_metrics=result.region_metrics)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
