@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import ndimage
+
 from EDPSNLib.baselines import (
     BASELINES,
     collapse_laplacian,
@@ -20,8 +23,6 @@ from EDPSNLib.baselines import (
 from EDPSNLib.color import split_luma
 from EDPSNLib.errors import InputError
 from EDPSNLib.paths import data_root
-from PIL import Image
-from scipy import ndimage
 
 METHODS = sorted(BASELINES)
 

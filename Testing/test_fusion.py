@@ -28,7 +28,9 @@ def _sample(n: int = 12) -> tuple[Volume, Volume]:
 
 def test_fuse_aligned_sample_with_baseline() -> None:
     mri, pet = _sample()
-    res = fuse_volumes(mri, pet, FusionOptions("PET", register="none", method="mean"))
+    res = fuse_volumes(
+        mri, pet, FusionOptions("PET", register="none", method="mean", axis="coronal")
+    )
     assert res.registration is None
     assert res.fused.shape == mri.shape + (3,) and res.fused.dtype == np.uint8
     assert res.regions.shape == mri.shape and set(np.unique(res.regions)) <= {0, 1, 2, 3}
@@ -49,23 +51,32 @@ def test_fuse_aligned_sample_with_baseline() -> None:
     assert abs(res.volume_metrics["EN"] - direct["EN"].mean()) < 1e-9
     assert abs(res.volume_metrics["VIF"] - direct["VIF"].mean()) < 0.05
     rows = metrics_rows(res)
-    assert [r["scope"] for r in rows[:4]] == ["volume", "region: low", "region: mid", "region: high"]
+    assert [r["scope"] for r in rows[:4]] == [
+        "volume",
+        "region: low",
+        "region: mid",
+        "region: high",
+    ]
     assert all(np.isfinite(r[k]) for r in rows for k in METRIC_NAMES)
 
 
 def test_background_is_zero_and_regions_follow_tissue() -> None:
     mri, pet = _sample(4)
-    res = fuse_volumes(mri, pet, FusionOptions("PET", register="none", method="max"))
+    res = fuse_volumes(
+        mri, pet, FusionOptions("PET", register="none", method="max", axis="coronal")
+    )
     air = (mri.array == 0) & (pet.array.sum(-1) == 0)
     assert (res.regions[air] == 0).all() and (res.fused[air] == 0).all()
 
 
 def test_axis_choice_uses_direction() -> None:
     mri, _ = _sample(4)
-    assert slice_axis(mri, "axial") == 0 and slice_axis(mri, "sagittal") == 2
-    img = sitk.PermuteAxes(mri.image, [1, 2, 0])  # i along world y, j along z, k along x
+    # The sample's atlas slices are coronal: k runs along world y, j along z, i along x.
+    assert slice_axis(mri, "coronal") == 0 and slice_axis(mri, "axial") == 1
+    assert slice_axis(mri, "sagittal") == 2
+    img = sitk.PermuteAxes(mri.image, [1, 2, 0])  # now i along z, j along y, k along x
     assert slice_axis(Volume(img), "sagittal") == 0
-    assert slice_axis(Volume(img), "axial") == 1 and slice_axis(Volume(img), "coronal") == 2
+    assert slice_axis(Volume(img), "coronal") == 1 and slice_axis(Volume(img), "axial") == 2
 
 
 def test_scalar_ct_registered_to_mr_phantom(tmp_path: Path) -> None:
@@ -91,7 +102,7 @@ def test_bad_modality_and_rgb_mri() -> None:
     with pytest.raises(InputError, match="modality"):
         fuse_volumes(mri, pet, FusionOptions("XR", register="none", method="mean"))
     with pytest.raises(InputError, match="RGB"):
-        fuse_volumes(pet, pet, FusionOptions("PET", register="none", method="mean"))
+        fuse_volumes(pet, pet, FusionOptions("PET", register="none", method="mean", axis="coronal"))
 
 
 def _sha(path: Path) -> str:
@@ -109,6 +120,7 @@ def test_cli_fuse_writes_outputs_and_keeps_inputs(tmp_path: Path) -> None:
         "fuse", "--mri", str(mri_path), "--moving", str(pet_path), "--modality", "PET",
         "--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nii.gz"),
         "--metrics", str(out / "metrics.csv"), "--register", "none", "--method", "laplacian",
+        "--axis", "coronal",
     ])  # fmt: skip
     assert code == 0
     assert (_sha(mri_path), _sha(pet_path)) == before
@@ -128,5 +140,7 @@ def test_cli_fuse_refuses_bad_outputs(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "also an input" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "fused.png")]) == 2
     assert "must end in" in capsys.readouterr().err
-    assert main([*args, "--out", str(tmp_path / "x.nrrd"), "--metrics", str(tmp_path / "x.nrrd")]) == 2
+    assert (
+        main([*args, "--out", str(tmp_path / "x.nrrd"), "--metrics", str(tmp_path / "x.nrrd")]) == 2
+    )
     assert not any(tmp_path.iterdir())

@@ -14,7 +14,7 @@ from PIL import Image
 from EDPSNLib.checkpoint import load_checkpoint
 from EDPSNLib.cli import main
 from EDPSNLib.datasets import HarvardFusionDataset, augment_params, epoch_batches, to_tensor
-from EDPSNLib.errors import InputError, TrainingError, WeightsError
+from EDPSNLib.errors import InputError, TrainingError
 from EDPSNLib.harvard import list_pairs, load_pair
 from EDPSNLib.metrics import METRIC_NAMES
 from EDPSNLib.paths import data_root

@@ -97,7 +97,11 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)
-    head = "| slices | " + " | ".join(f"{s} s" for s in STAGES) + " | total s | peak MiB | MI before -> after |"
+    head = (
+        "| slices | "
+        + " | ".join(f"{s} s" for s in STAGES)
+        + " | total s | peak MiB | MI before -> after |"
+    )
     lines = [head, "|" + "---:|" * (len(STAGES) + 4)]
     for r in rows:
         cells = " | ".join(f"{r[s]:.1f}" for s in STAGES)

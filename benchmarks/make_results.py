@@ -33,7 +33,10 @@ def main() -> None:
     for pair in PAIR_NAMES:
         by = {ev.method: ev.mean() for ev in evals if ev.pair == pair}
         wins = {b: [k for k in METRIC_NAMES if by["edpsn"][k] > by[b][k]] for b in BASELINES}
-        cells = " | ".join(f"{len(w)} (loses {', '.join(k for k in METRIC_NAMES if k not in w) or '-'})" for w in wins.values())
+        cells = " | ".join(
+            f"{len(w)} (loses {', '.join(k for k in METRIC_NAMES if k not in w) or '-'})"
+            for w in wins.values()
+        )
         met = all(len(w) >= 5 for w in wins.values())
         print(f"| {pair} | {cells} | {'yes' if met else 'no'} |")
 

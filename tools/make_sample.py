@@ -1,8 +1,10 @@
 """Build the shipped demo sample: Harvard atlas case 25 MRI + PET slices stacked into volumes.
 
 The Harvard pairs are registered 2-D slices; those of case 25 (names 25015 ... 25110) are
-consecutive axial levels of one subject, so stacking them gives a small real MRI + PET
-volume pair. The in-plane and slice spacings are nominal (the atlas does not state them).
+consecutive coronal levels of one subject, from posterior to anterior, so stacking them gives
+a small real MRI + PET volume pair. The geometry says so (LPS direction: columns to the
+patient's left as in radiological display, rows downwards, slices towards anterior), so
+Slicer shows the slices in its coronal view. Spacings are nominal (the atlas states none).
 
 Run: .venv/bin/python tools/make_sample.py   (writes Resources/Sample/*.nrrd)
 """
@@ -16,7 +18,9 @@ from EDPSNLib.harvard import list_pairs, load_pairs
 from EDPSNLib.paths import repo_root
 
 CASE = "25"
-SPACING = (1.0, 1.0, 2.0)  # nominal mm: x, y, slice
+SPACING = (1.0, 1.0, 2.0)  # nominal mm: column, row, slice
+#: Columns of the direction matrix: i -> +L, j -> -S (inferior), k -> -P (anterior).
+DIRECTION = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, -1.0, 0.0)
 
 
 def main() -> None:
@@ -29,6 +33,7 @@ def main() -> None:
         img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=is_rgb)
         img.SetSpacing(SPACING)
         img.SetOrigin((0.0, 0.0, 0.0))
+        img.SetDirection(DIRECTION)
         img.SetMetaData("Modality", "MR" if name == "MRI" else "PT")
         path = out / f"harvard_case{CASE}_{name}.nrrd"
         sitk.WriteImage(img, str(path), useCompression=True)

@@ -26,7 +26,9 @@ def main() -> None:
     lib = sorted(p.name for p in (ROOT / "EDPSNFusion" / "EDPSNLib").glob("*.py"))
     models = sorted(p.name for p in (ROOT / "Resources" / "Models").iterdir() if p.is_file())
     text = cmake.read_text()
-    text = replace_list(text, "MODULE_PYTHON_SCRIPTS", ["${MODULE_NAME}.py", *(f"EDPSNLib/{n}" for n in lib)])
+    text = replace_list(
+        text, "MODULE_PYTHON_SCRIPTS", ["${MODULE_NAME}.py", *(f"EDPSNLib/{n}" for n in lib)]
+    )
     text = replace_list(text, "EDPSN_DEFAULT_MODELS", models)
     cmake.write_text(text)
     print(f"{cmake}: {len(lib)} Lib files, {len(models)} model files")

@@ -12,7 +12,10 @@ from .errors import EDPSNError
 #: command name -> (module, one-line help). Modules are imported only when their command runs,
 #: so ``edpsn --help`` and light commands never pay for importing torch.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "evaluate": ("cli_evaluate", "fuse a Harvard split with one or more methods and tabulate metrics"),
+    "evaluate": (
+        "cli_evaluate",
+        "fuse a Harvard split with one or more methods and tabulate metrics",
+    ),
     "train": ("cli_train", "train or fine-tune EDPSN on Harvard pairs"),
     "fuse": ("cli_fuse", "register and fuse an MRI volume with a CT, PET or SPECT volume"),
     "models": ("cli_models", "list the default and user-trained weights"),

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         "--mri", str(mri_path), "--moving", str(pet_path), "--modality", "PET",
         "--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nrrd"),
         "--metrics", str(out / "metrics.csv"), "--transform", str(out / "pet_to_mri.tfm"),
-        "--register", "rigid", "--device", args.device, "--method", args.method,
+        "--register", "rigid", "--axis", "coronal", "--device", args.device,
+        "--method", args.method,
     ])  # fmt: skip
     fuse_run(fuse_args)
     mri = read_volume(mri_path).array

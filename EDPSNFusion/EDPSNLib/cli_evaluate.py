@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate each (pair, method), print the summary and write the outputs."""
-    from .evaluation import evaluate_method, summary_markdown, write_evaluations
     from .errors import InputError
+    from .evaluation import evaluate_method, summary_markdown, write_evaluations
     from .methods import NETWORK, resolve_weights
 
     pairs = list(PAIR_NAMES) if args.pair == "all" else _split_list(args.pair)
@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
             if method == NETWORK:
                 resolve_weights(args.weights, pair)
             elif method not in method_names():
-                raise InputError(f"Unknown method '{method}'; choose from {', '.join(method_names())}.")
+                raise InputError(
+                    f"Unknown method '{method}'; choose from {', '.join(method_names())}."
+                )
     total = sum(len(list_pairs(p, args.split, args.data)) for p in pairs) * len(methods)
     evals = []
     with tqdm(total=total, desc="evaluate", unit="pair") as bar:
@@ -58,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"{pair} {method}")
                 evals.append(
                     evaluate_method(
-                        pair, args.split, method, weights=args.weights, root=args.data,
-                        device=device, progress=bar.update,
+                        pair,
+                        args.split,
+                        method,
+                        weights=args.weights,
+                        root=args.data,
+                        device=device,
+                        progress=bar.update,
                     )
                 )
     out = write_evaluations(evals, args.out, save_images=not args.no_images)

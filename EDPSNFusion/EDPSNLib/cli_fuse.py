@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--moving", required=True, help="CT, PET or SPECT volume (same formats)")
     parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("--out", required=True, help="fused volume (.nrrd, .nii.gz, .mha)")
-    parser.add_argument("--regions", help="entropy region labelmap (0 background, 1 low, 2 mid, 3 high)")
+    parser.add_argument(
+        "--regions", help="entropy region labelmap (0 background, 1 low, 2 mid, 3 high)"
+    )
     parser.add_argument("--metrics", help="CSV of the seven metrics: volume, per region, per slice")
     parser.add_argument("--transform", help="registration transform moving->MRI (.tfm)")
     parser.add_argument("--register", default="rigid", choices=("rigid", "affine", "none"))
@@ -44,12 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--axis", default="axial", choices=AXES)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--weights", help="weights file or name (default: shipped weights for the pair)")
+    parser.add_argument(
+        "--weights", help="weights file or name (default: shipped weights for the pair)"
+    )
     parser.add_argument("--method", default="edpsn", help="edpsn, or a baseline for comparison")
     parser.add_argument("--suv", action="store_true", help="convert a PET DICOM series to SUV (bw)")
-    parser.add_argument("--mri-series", help="SeriesInstanceUID or description in a multi-series folder")
-    parser.add_argument("--moving-series", help="SeriesInstanceUID or description in a multi-series folder")
-    parser.add_argument("--json-progress", action="store_true", help="JSON lines on stdout (for Slicer)")
+    parser.add_argument(
+        "--mri-series", help="SeriesInstanceUID or description in a multi-series folder"
+    )
+    parser.add_argument(
+        "--moving-series", help="SeriesInstanceUID or description in a multi-series folder"
+    )
+    parser.add_argument(
+        "--json-progress", action="store_true", help="JSON lines on stdout (for Slicer)"
+    )
 
 
 def parse_window(value: str) -> str | tuple[float, float]:
@@ -66,7 +76,9 @@ def parse_window(value: str) -> str | tuple[float, float]:
 def _series(value: str | None) -> dict:
     if not value:
         return {}
-    return {"series_uid": value} if value.replace(".", "").isdigit() else {"series_description": value}
+    return (
+        {"series_uid": value} if value.replace(".", "").isdigit() else {"series_description": value}
+    )
 
 
 def metrics_csv(rows: list[dict]) -> str:
@@ -115,11 +127,18 @@ class Reporter:
 def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     """Check every output path before any work: writable, not an input, a known ending."""
     inputs = (args.mri, args.moving)
-    outs = {"fused": args.out, "regions": args.regions, "metrics": args.metrics, "transform": args.transform}
+    outs = {
+        "fused": args.out,
+        "regions": args.regions,
+        "metrics": args.metrics,
+        "transform": args.transform,
+    }
     checked = {k: check_output_path(v, inputs) for k, v in outs.items() if v}
     for key in ("fused", "regions"):
         if key in checked and not checked[key].name.lower().endswith(VOLUME_SUFFIXES):
-            raise InputError(f"--{'out' if key == 'fused' else key} must end in {', '.join(VOLUME_SUFFIXES)}.")
+            raise InputError(
+                f"--{'out' if key == 'fused' else key} must end in {', '.join(VOLUME_SUFFIXES)}."
+            )
     if len(set(checked.values())) != len(checked):
         raise InputError("Two outputs have the same path; give each output its own file name.")
     return checked
@@ -145,11 +164,15 @@ def run(args: argparse.Namespace) -> int:
     result = fuse_volumes(mri, moving, opts, progress=rep.progress, log=rep.log)
     if result.registration is not None:
         r = result.registration
-        rep.log(f"Registration: Mattes MI {r.metric_before:.4f} -> {r.final_metric:.4f} ({r.stop_reason})")
+        rep.log(
+            f"Registration: Mattes MI {r.metric_before:.4f} -> {r.final_metric:.4f} ({r.stop_reason})"
+        )
     rep.stage("write", f"Writing {outs['fused']}")
     written = {"fused": str(write_volume(Volume.from_array(result.fused, mri), outs["fused"], mri))}
     if "regions" in outs:
-        written["regions"] = str(write_volume(Volume.from_array(result.regions, mri), outs["regions"], mri))
+        written["regions"] = str(
+            write_volume(Volume.from_array(result.regions, mri), outs["regions"], mri)
+        )
     rows = metrics_rows(result)
     if "metrics" in outs:
         write_text_atomic(outs["metrics"], metrics_csv(rows))

@@ -76,9 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("w_perceptual", "weight of the perceptual (feature) loss"),
     ):
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=float, default=getattr(defaults, name), help=help_text
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=getattr(defaults, name),
+            help=help_text,
         )
-    for switch, what in (("eem", "edge enhancement"), ("ed", "entropy division"), ("dps", "path selection")):
+    for switch, what in (
+        ("eem", "edge enhancement"),
+        ("ed", "entropy division"),
+        ("dps", "path selection"),
+    ):
         parser.add_argument(
             f"--no-{switch}", action="store_true", help=f"ablation: train without {what}"
         )

@@ -73,7 +73,9 @@ def per_image_csv(ev: Evaluation) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["pair", "method", "image", *METRIC_NAMES])
     for i, name in enumerate(ev.names):
-        writer.writerow([ev.pair, ev.method, name, *(f"{ev.metrics[k][i]:.6f}" for k in METRIC_NAMES)])
+        writer.writerow(
+            [ev.pair, ev.method, name, *(f"{ev.metrics[k][i]:.6f}" for k in METRIC_NAMES)]
+        )
     return buf.getvalue()
 
 
@@ -105,11 +107,15 @@ def summary_csv(evals: Sequence[Evaluation]) -> str:
     writer.writerow(["pair", "split", "method", "n", *METRIC_NAMES])
     for ev in evals:
         m = ev.mean()
-        writer.writerow([ev.pair, ev.split, ev.method, len(ev.names), *(f"{m[k]:.6f}" for k in METRIC_NAMES)])
+        writer.writerow(
+            [ev.pair, ev.split, ev.method, len(ev.names), *(f"{m[k]:.6f}" for k in METRIC_NAMES)]
+        )
     return buf.getvalue()
 
 
-def write_evaluations(evals: Sequence[Evaluation], out_dir: str | Path, save_images: bool = True) -> Path:
+def write_evaluations(
+    evals: Sequence[Evaluation], out_dir: str | Path, save_images: bool = True
+) -> Path:
     """Write fused PNGs, per-image CSVs and the summaries; each method folder appears whole or not at all."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .color import rgb_to_luma
 from .errors import EDPSNError, InputError
-from .metrics import METRIC_NAMES, fusion_metrics_batch
+from .metrics import METRIC_NAMES, fusion_metrics_regions
 from .normalize import (
     DEFAULT_COLORMAP,
     apply_colormap,
@@ -120,7 +120,9 @@ def prepare_moving(
     if opts.register == "none" and same_grid:
         return moving, None
     reg = register(mri, moving, method=opts.register, init=opts.init, orientation=opts.orientation)
-    return resample_to(mri, moving, reg.transform, default_value=0.0 if moving.is_rgb else None), reg
+    return resample_to(
+        mri, moving, reg.transform, default_value=0.0 if moving.is_rgb else None
+    ), reg
 
 
 def fuse_volumes(
@@ -183,13 +185,13 @@ def fuse_volumes(
         timings["fuse_s"] += time.perf_counter() - clock
         clock = time.perf_counter()
         a, b = m * 255.0, f * 255.0
-        for k, v in fusion_metrics_batch(a, b, out_u8).items():
-            per_slice[k][idx] = v
-        for r, name in enumerate(REGION_NAMES, start=1):
-            mask = labels == r
-            region_pixels[idx, r - 1] = mask.sum(axis=(1, 2))
-            for k, v in fusion_metrics_batch(a, b, out_u8, mask=mask).items():
-                per_region[name][k][idx] = v
+        masks = labels[None] == np.arange(1, 4, dtype=np.uint8)[:, None, None, None]
+        whole, by_region = fusion_metrics_regions(a, b, out_u8, masks)  # filters run once
+        region_pixels[idx] = masks.sum(axis=(2, 3)).T
+        for k in METRIC_NAMES:
+            per_slice[k][idx] = whole[k]
+            for name, values in zip(REGION_NAMES, by_region):
+                per_region[name][k][idx] = values[k]
         timings["metrics_s"] += time.perf_counter() - clock
         if progress is not None:
             progress(min(done + step, len(todo)), len(todo))
@@ -216,5 +218,7 @@ def metrics_rows(result: VolumeFusion) -> list[dict]:
     rows = [{"scope": "volume", **result.volume_metrics}]
     rows += [{"scope": f"region: {r}", **result.region_metrics[r]} for r in REGION_NAMES]
     for i in np.flatnonzero(result.tissue):
-        rows.append({"scope": f"slice {i}", **{k: float(result.slice_metrics[k][i]) for k in METRIC_NAMES}})
+        rows.append(
+            {"scope": f"slice {i}", **{k: float(result.slice_metrics[k][i]) for k in METRIC_NAMES}}
+        )
     return rows

@@ -10,8 +10,9 @@ docs/metrics.md lists where it differs and how to reproduce it.
 ``mask`` restricts every metric to its pixels. A slice where nothing is left to evaluate (an
 empty mask, or for SSIM/VIF no window centre inside it) gets 0.0: exclude such slices with
 ``mask.any(axis=(1, 2))`` before averaging. Degenerate images give defined values, never NaN.
-:func:`fusion_metrics_regions` scores several masks (entropy regions) at the cost of about
-one: the filtered maps (:mod:`EDPSNLib.metrics_maps`) are computed once per batch chunk.
+:func:`fusion_metrics_regions` scores several masks (entropy regions) at little more than the
+cost of one: the per-pixel maps (:mod:`EDPSNLib.metrics_maps`, :mod:`EDPSNLib.metrics_local`)
+are computed once per chunk of slices and only the sums are repeated per mask.
 """
 
 from __future__ import annotations

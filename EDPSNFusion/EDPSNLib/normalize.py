@@ -49,7 +49,9 @@ def window_ct(volume: np.ndarray, window: str | tuple[float, float] = "brain") -
     """CT in HU to [0, 1] through a window: a preset name or (level, width)."""
     if isinstance(window, str):
         if window not in CT_WINDOWS:
-            raise InputError(f"Unknown CT window '{window}'; choose {', '.join(CT_WINDOWS)} or level,width.")
+            raise InputError(
+                f"Unknown CT window '{window}'; choose {', '.join(CT_WINDOWS)} or level,width."
+            )
         level, width = CT_WINDOWS[window]
     else:
         level, width = window
@@ -70,14 +72,18 @@ def colormap_lut(name: str, size: int = 256) -> np.ndarray:
         curve = np.asarray(COLORMAPS[name], dtype=np.float32) / 255.0
         pos = np.linspace(0.0, 1.0, len(curve))
         x = np.linspace(0.0, 1.0, size)
-        return np.stack([np.interp(x, pos, curve[:, c]) for c in range(3)], axis=1).astype(np.float32)
+        return np.stack([np.interp(x, pos, curve[:, c]) for c in range(3)], axis=1).astype(
+            np.float32
+        )
     import matplotlib
 
     try:
         cmap = matplotlib.colormaps[name]
     except KeyError:
         known = ", ".join(COLORMAPS)
-        raise InputError(f"Unknown colour map '{name}'; use {known} or a matplotlib name.") from None
+        raise InputError(
+            f"Unknown colour map '{name}'; use {known} or a matplotlib name."
+        ) from None
     return cmap(np.linspace(0.0, 1.0, size))[:, :3].astype(np.float32)
 
 

@@ -26,7 +26,10 @@ def data_root() -> Path:
 
 def default_models_dir() -> Path:
     """Folder of the shipped default weights (source tree or installed Slicer module)."""
-    for candidate in (repo_root() / "Resources" / "Models", _LIB_DIR.parent / "Resources" / "Models"):
+    for candidate in (
+        repo_root() / "Resources" / "Models",
+        _LIB_DIR.parent / "Resources" / "Models",
+    ):
         if candidate.is_dir():
             return candidate
     return repo_root() / "Resources" / "Models"

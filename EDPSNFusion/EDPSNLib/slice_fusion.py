@@ -51,7 +51,9 @@ def _from_tensor(x: torch.Tensor) -> np.ndarray:
 class NetworkSliceFuser:
     """EDPSN on a device; autocast (bfloat16) on CUDA; halves the batch on GPU OOM, then CPU."""
 
-    def __init__(self, model: torch.nn.Module, device: str, batch_size: int, log: Log | None = None):
+    def __init__(
+        self, model: torch.nn.Module, device: str, batch_size: int, log: Log | None = None
+    ):
         self.model = model.to(device).eval()
         self.device = device
         self.batch_size = max(1, int(batch_size))
@@ -74,7 +76,9 @@ class NetworkSliceFuser:
                 torch.cuda.empty_cache()
                 if self.batch_size > 1:
                     self.batch_size //= 2
-                    self.log(f"GPU out of memory: retrying with batches of {self.batch_size} slices.")
+                    self.log(
+                        f"GPU out of memory: retrying with batches of {self.batch_size} slices."
+                    )
                 else:
                     self.device = "cpu"
                     self.model.to("cpu")
@@ -95,7 +99,9 @@ class BaselineSliceFuser:
         from .model import EDPSN
 
         if name not in BASELINES:
-            raise InputError(f"Unknown method '{name}'; choose edpsn or one of {', '.join(BASELINES)}.")
+            raise InputError(
+                f"Unknown method '{name}'; choose edpsn or one of {', '.join(BASELINES)}."
+            )
         self.rule = BASELINES[name]
         self.network = EDPSN().eval()
 
