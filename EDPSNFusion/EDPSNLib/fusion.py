@@ -53,7 +53,7 @@ class FusionOptions:
     colormap: str | None = None
     axis: str = "axial"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # slices per forward pass; None: 4 on CPU, 16 on CUDA
     weights: str | Path | None = None
     method: str = "edpsn"
 
@@ -166,7 +166,7 @@ def fuse_volumes(
     # Slices outside the head (no MRI tissue) are skipped: the MRI grid is the reference.
     tissue = (mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS
     todo = np.flatnonzero(tissue)
-    step = max(1, opts.batch_size)
+    step = max(1, opts.batch_size or 16)  # slices per metrics batch (the fuser may split it)
     for done in range(0, len(todo), step):
         if cancel is not None and cancel():
             raise FusionCancelled("Fusion cancelled by the user; nothing was written.")

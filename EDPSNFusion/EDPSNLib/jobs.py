@@ -43,7 +43,7 @@ class FuseJob:
     colormap: str | None = None  # None: the modality's default colour map
     axis: str = "axial"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int = 4  # slices per pass; small batches are fastest on a CPU
     model: str = ""  # "" default weights, "method:NAME" a baseline, else a weights file or name
 
 
