@@ -16,7 +16,9 @@ def _split_list(value: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``edpsn evaluate``."""
-    parser.add_argument("--data", help="Harvard-layout folder (default: <data root>/harvard)")
+    parser.add_argument(
+        "--data", help="Harvard-layout folder, or a folder holding harvard/ (default: shared data)"
+    )
     parser.add_argument(
         "--pair", default="MRI-PET", help=f"comma list of {', '.join(PAIR_NAMES)}, or 'all'"
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -45,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colormap", help="colour map for scalar PET/SPECT (default: the atlas's)")
     parser.add_argument("--axis", default="axial", choices=AXES)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--batch-size", type=int, help="slices per pass (default 4 on CPU, 16 on GPU)")
+    parser.add_argument(
+        "--batch-size", type=int, help="slices per pass (default 4 on CPU, 16 on GPU)"
+    )
     parser.add_argument(
         "--weights", help="weights file or name (default: shipped weights for the pair)"
     )
@@ -79,16 +79,6 @@ def _series(value: str | None) -> dict:
     return (
         {"series_uid": value} if value.replace(".", "").isdigit() else {"series_description": value}
     )
-
-
-def metrics_csv(rows: list[dict]) -> str:
-    """CSV text with columns scope + the seven metrics."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["scope", *METRIC_NAMES])
-    for row in rows:
-        writer.writerow([row["scope"], *(f"{row[k]:.6f}" for k in METRIC_NAMES)])
-    return buf.getvalue()
 
 
 class Reporter:
@@ -147,6 +137,7 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     """Read, register, fuse, score and write; outputs appear only when everything succeeded."""
     from .fusion import FusionOptions, fuse_volumes, metrics_rows
+    from .jobs import metrics_csv_text
     from .registration import save_transform
     from .volume_io import Volume, read_volume, write_volume
 
@@ -175,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         )
     rows = metrics_rows(result)
     if "metrics" in outs:
-        write_text_atomic(outs["metrics"], metrics_csv(rows))
+        write_text_atomic(outs["metrics"], metrics_csv_text(rows))
         written["metrics"] = str(outs["metrics"])
     if "transform" in outs and result.registration is not None:
         written["transform"] = str(save_transform(result.registration, outs["transform"]))

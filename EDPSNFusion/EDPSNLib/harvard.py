@@ -32,8 +32,11 @@ class HarvardPair:
 
 
 def harvard_root(root: str | Path | None = None) -> Path:
-    """The Harvard folder: ``root`` if given, else ``data_root()/harvard``."""
-    return Path(root) if root is not None else data_root() / "harvard"
+    """The Harvard folder: ``root`` itself or its ``harvard/`` sub-folder; default ``data_root()/harvard``."""
+    if root is None:
+        return data_root() / "harvard"
+    path = Path(root).expanduser()
+    return path / "harvard" if (path / "harvard").is_dir() else path
 
 
 def functional_modality(pair: str) -> str:

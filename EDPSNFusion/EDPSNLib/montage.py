@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-#: Region label colours (RGBA 0..255): background, low, mid, high information. The Slicer
+#: Region label names and colours (RGBA 0..255): background, low, mid, high information. The Slicer
 #: colour table (scene.py) uses the same ones so the montage and the slice views agree.
 REGION_COLORS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
     ("background", (0, 0, 0, 0)),
@@ -39,6 +38,8 @@ def fusion_montage(
     titles: tuple[str, ...] = ("MRI", "functional", "fused", "regions"),
 ) -> np.ndarray:
     """Rows of (MRI, functional, fused, regions over MRI) for the given slice indices (axis 0)."""
+    from PIL import Image, ImageDraw  # here, so the Slicer scene adapter can import the colours
+
     tiles = []
     for k in slices:
         row = [_rgb(mri[k]), _rgb(func[k]), _rgb(fused[k]), region_overlay(mri[k], regions[k])]

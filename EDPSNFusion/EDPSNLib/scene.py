@@ -25,15 +25,11 @@ import slicer
 import slicer.util
 
 from .errors import InputError
+from .montage import REGION_COLORS
 
 #: Label value -> (name, 8-bit RGBA) of the entropy region map; 0 is transparent background.
 #: (8-bit because MRML colour tables store colours at that precision.)
-REGION_LABELS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
-    ("background", (0, 0, 0, 0)),
-    ("low information", (51, 115, 242, 255)),
-    ("mid information", (191, 217, 38, 255)),
-    ("high information", (230, 38, 26, 255)),
-)
+REGION_LABELS = REGION_COLORS  # the montage and the slice views show the same colours
 REGION_COLOR_TABLE_NAME = "EDPSN entropy regions"
 #: Column order of metric tables; keys not listed here follow in first-seen order.
 METRIC_COLUMNS = ("EN", "SD", "SCD", "Qabf", "VIF", "PSNR", "SSIM")

@@ -28,7 +28,7 @@ from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_chec
 from .config import EDPSNConfig
 from .datasets import HarvardFusionDataset, epoch_batches, steps_per_epoch
 from .errors import InputError, TrainingError
-from .harvard import PAIR_NAMES, list_pairs, load_pairs
+from .harvard import PAIR_NAMES, harvard_root, list_pairs, load_pairs
 from .losses import LOSS_TERMS, FusionLoss, LossConfig, luminance
 from .paths import data_root
 from .perceptual import build_extractor
@@ -117,7 +117,7 @@ def resolve_harvard_root(data: str | Path | None) -> Path | None:
     root = Path(data).expanduser()
     if not root.is_dir():
         raise InputError(f"Data folder {root} does not exist; give the folder holding harvard/.")
-    return root / "harvard" if (root / "harvard").is_dir() else root
+    return harvard_root(root)
 
 
 def _check_config(cfg: TrainConfig) -> None:
