@@ -144,3 +144,10 @@ def test_cli_fuse_refuses_bad_outputs(tmp_path: Path, capsys: pytest.CaptureFixt
         main([*args, "--out", str(tmp_path / "x.nrrd"), "--metrics", str(tmp_path / "x.nrrd")]) == 2
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_models_lists_the_shipped_weights(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for pair in ("MRI-CT", "MRI-PET", "MRI-SPECT"):
+        assert f"EDPSN_{pair}" in out and "default" in out
