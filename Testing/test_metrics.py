@@ -340,3 +340,21 @@ def test_bad_inputs(mri_slice: np.ndarray) -> None:
     with pytest.raises(InputError, match="workers"):
         M.fusion_metrics_batch(a[None], a[None], a[None], workers=0)
     assert M.ssim_index(a[:7, :7], a[:7, :7]) == pytest.approx(1.0)  # the smallest SSIM input
+
+
+@pytest.mark.parametrize("shape", [(300, 520), (600, 270), (41, 41)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_filter_valid_equals_scipy_on_tiled_shapes(shape: tuple[int, int], stride: int) -> None:
+    """The banded VIF filter (tiled past 256 columns) equals a direct 2-D 'valid' correlation."""
+    from scipy.signal import correlate2d
+
+    from EDPSNLib.metrics_filters import filter_valid, gaussian_kernel_1d
+
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 255, size=shape)
+    for n in (17, 9, 5, 3):
+        k = gaussian_kernel_1d(n, n / 5.0)
+        ours = np.array(filter_valid(x, k, stride=stride))
+        ref = correlate2d(x, np.outer(k, k), mode="valid")[::stride, ::stride]
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() < 1e-9

@@ -40,7 +40,7 @@ METRIC_NAMES = ("EN", "SD", "SCD", "Qabf", "VIF", "PSNR", "SSIM")
 PSNR_CAP_DB = 100.0
 #: A sample whose variance (0..255 scale) is at most this is constant: its correlation is 0.
 CONSTANT_VARIANCE = mm.CONSTANT_VARIANCE
-#: Threads used by default (numpy and scipy.ndimage release the GIL); ``workers=`` overrides.
+#: Threads used by default (numpy and BLAS release the GIL); ``workers=`` overrides.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 #: Pixels per chunk: one 256 x 256 slice. Chunks that stay in cache run ~1.5x faster than
 #: whole batches, and bound the memory of the moment stacks (8 float64 copies per chunk).

@@ -1,9 +1,9 @@
 """Linear filters and scratch memory behind the windowed fusion metrics (SSIM, VIF, Q^AB/F).
 
 Every filter takes float64 batches (..., H, W) and returns the 'valid' outputs (windows that
-fit inside the image), with no Python loop over pixels: separable 1-D correlations
-(``scipy.ndimage.correlate1d``) for the Gaussian windows of VIF, running sums by doubling
-for the uniform SSIM window, shifted slices for the Sobel operator.
+fit inside the image), with no Python loop over pixels: separable 1-D correlations as small
+banded matrix products (BLAS) for the Gaussian windows of VIF, running sums by doubling for
+the uniform SSIM window, shifted slices for the Sobel operator.
 
 Outputs and temporaries come from a :class:`Workspace`: the metrics of one 256 x 256 slice
 touch megabytes of temporaries, and fresh numpy arrays of that size are fresh pages from the
@@ -19,7 +19,12 @@ import math
 
 import numpy as np
 from numpy.typing import DTypeLike
-from scipy import ndimage
+
+#: Outputs per band block of :func:`filter_valid`, and the largest tile across the band: each
+#: BLAS product is then at most 16 x 256 x (15 stride + taps) multiply-adds, below the size at
+#: which OpenBLAS starts threads (whose spin-waiting costs more than such a product).
+BAND_BLOCK = 16
+BAND_TILE = 256
 
 
 class Workspace:
@@ -68,37 +73,44 @@ def filter_valid(
 
     The result is a view of the workspace buffer ``name`` (``name + "_w"`` holds the rows pass).
     """
-    ws, r = workspace(ws), len(k) // 2
-    h, w = x.shape[-2:]
-    if stride > 1:  # only the kept outputs: shifted strided slices, 1 / stride of the work
-        rows = _strided_valid(x, k, -1, stride, ws, name + "_w")
-        return _strided_valid(rows, k, -2, stride, ws, name)
-    rows = ndimage.correlate1d(x, k, axis=-1, mode="constant", output=ws.get(name + "_w", x.shape))
-    rows = rows[..., r : w - r]
-    out = ndimage.correlate1d(rows, k, axis=-2, mode="constant", output=ws.get(name, rows.shape))
-    return out[..., r : h - r, :]
+    ws = workspace(ws)
+    count = [(d - len(k)) // stride + 1 for d in x.shape[-2:]]
+    rows = ws.get(name + "_w", (*x.shape[:-1], count[1]))
+    _banded_valid(x, k, -1, stride, rows)
+    return _banded_valid(rows, k, -2, stride, ws.get(name, (*x.shape[:-2], *count)))
 
 
-def _strided_valid(
-    x: np.ndarray, k: np.ndarray, axis: int, stride: int, ws: Workspace, name: str
-) -> np.ndarray:
-    """'valid' correlation with the symmetric k along ``axis``, every ``stride``-th output."""
+def _band_matrix(k: np.ndarray, stride: int) -> np.ndarray:
+    """(stride (BAND_BLOCK - 1) + n, BAND_BLOCK): column j holds k from row stride * j."""
     n = len(k)
-    count = (x.shape[axis] - n) // stride + 1
+    band = np.zeros((stride * (BAND_BLOCK - 1) + n, BAND_BLOCK))
+    cols = np.arange(BAND_BLOCK)
+    band[stride * cols[:, None] + np.arange(n), cols[:, None]] = k
+    return band
 
-    def tap(t: int) -> np.ndarray:
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(t, t + stride * (count - 1) + 1, stride)
-        return x[tuple(index)]
 
-    shape = list(x.shape)
-    shape[axis] = count
-    out = np.multiply(tap(n // 2), k[n // 2], out=ws.get(name, tuple(shape)))
-    pair = ws.get(name + "_pair", tuple(shape))
-    for t in range(n // 2):  # k[t] = k[n - 1 - t]: one multiply per pair of taps
-        np.add(tap(t), tap(n - 1 - t), out=pair)
-        pair *= k[t]
-        out += pair
+def _banded_valid(
+    x: np.ndarray, k: np.ndarray, axis: int, stride: int, out: np.ndarray
+) -> np.ndarray:
+    """'valid' correlation with k along ``axis`` (-1 or -2), every ``stride``-th output, into out.
+
+    Blocks of BAND_BLOCK outputs are one small matrix product with a band of k each: BLAS runs
+    them vectorised (scipy's correlate1d is a scalar loop), although about half of the band is
+    zeros.
+    Tiles of at most BAND_TILE along the other axis keep every product small enough that
+    OpenBLAS stays on the calling thread.
+    """
+    band, n = _band_matrix(k, stride), len(k)
+    for j in range(0, out.shape[axis], BAND_BLOCK):
+        b = min(BAND_BLOCK, out.shape[axis] - j)
+        m = band[: stride * (b - 1) + n, :b]
+        src = slice(stride * j, stride * (j + b - 1) + n)
+        for t in range(0, out.shape[-1 if axis == -2 else -2], BAND_TILE):
+            tile = slice(t, t + BAND_TILE)
+            if axis == -1:
+                np.matmul(x[..., tile, src], m, out=out[..., tile, j : j + b])
+            else:
+                np.matmul(m.T, x[..., src, tile], out=out[..., j : j + b, tile])
     return out
 
 
