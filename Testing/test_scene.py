@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import rotation_matrix
 
 slicer = pytest.importorskip(
     "slicer", reason="slicer-core (real MRML classes, CPython 3.11 wheels) is not installed"
@@ -36,19 +37,11 @@ def harvard_stack() -> tuple[np.ndarray, np.ndarray]:
     return np.stack([m for m, _ in loaded]), np.stack([f for _, f in loaded])
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @pytest.fixture
 def oblique() -> np.ndarray:
     """An oblique, anisotropic IJK-to-RAS matrix with an off-centre origin."""
     m = np.eye(4)
-    m[:3, :3] = _rotation(0.3, -0.2, 0.5) @ np.diag([0.9, 1.1, 3.2])
+    m[:3, :3] = rotation_matrix(0.3, -0.2, 0.5) @ np.diag([0.9, 1.1, 3.2])
     m[:3, 3] = (-101.5, 87.25, -42.0)
     return m
 

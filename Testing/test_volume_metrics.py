@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import rotation_matrix
 
 from EDPSNLib import harvard
 from EDPSNLib.baselines import BASELINES
@@ -25,14 +26,6 @@ from EDPSNLib.volume_metrics import (
 N_SLICES = 5
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def _matrix(rotation: np.ndarray, spacing, origin) -> np.ndarray:
     m = np.eye(4)
     m[:3, :3] = rotation @ np.diag(spacing)
@@ -50,7 +43,7 @@ def case() -> dict:
     fused = np.stack([BASELINES["max"](a, b) for a, b in zip(m01, f01)])
     fused_u8 = np.clip(np.rint(fused * 255.0), 0, 255).astype(np.uint8)
     # Axial slices: the K axis of the stack must map to the world S (axial) axis.
-    grid = _matrix(_rotation(0.0, 0.0, 0.2), (0.9, 0.9, 2.5), (-115.0, 98.0, -30.0))
+    grid = _matrix(rotation_matrix(0.0, 0.0, 0.2), (0.9, 0.9, 2.5), (-115.0, 98.0, -30.0))
     return {"mri": mri, "pet": pet, "m01": m01, "f01": f01, "fused": fused_u8, "grid": grid}
 
 
@@ -70,7 +63,7 @@ def test_geometry_round_trip_matches_what_slicer_reads(tmp_path):
     image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
     image.SetSpacing((0.7, 1.3, 3.0))
     image.SetOrigin((12.5, -40.0, 7.25))
-    image.SetDirection(_rotation(0.1, -0.3, 0.4).ravel().tolist())
+    image.SetDirection(rotation_matrix(0.1, -0.3, 0.4).ravel().tolist())
     path = tmp_path / "oblique.nrrd"
     sitk.WriteImage(image, str(path))
     scene = slicer.vtkMRMLScene()
@@ -94,7 +87,7 @@ def test_geometry_round_trip_matches_what_slicer_reads(tmp_path):
 
 def test_transform_conversion_is_the_inverse_of_the_scene_convention():
     # Slicer's "to parent" M maps moving RAS points onto the MRI; ITK's transform maps back.
-    t = _matrix(_rotation(0.2, 0.1, -0.3), (1.0, 1.0, 1.0), (5.0, -3.0, 12.0))
+    t = _matrix(rotation_matrix(0.2, 0.1, -0.3), (1.0, 1.0, 1.0), (5.0, -3.0, 12.0))
     itk = sitk_transform_from_ras(t)
     p_moving_ras = np.array([10.0, 20.0, -5.0])
     p_fixed_ras = (t @ np.append(p_moving_ras, 1.0))[:3]
