@@ -76,3 +76,20 @@ def test_data_root_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert (data_root() / "harvard").is_dir()
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     assert data_root() == tmp_path
+
+
+def test_functional_range_and_uint8_conversion() -> None:
+    from EDPSNLib.normalize import functional_range, normalize_functional, rescale, to_uint8
+
+    pet = rgb_to_luma(_pet()) * 37.0  # a scalar "activity" volume with a real distribution
+    lo, hi = functional_range(pet)
+    assert lo == 0.0 and 0 < hi <= pet.max()
+    assert np.array_equal(rescale(pet, lo, hi), normalize_functional(pet))
+    assert to_uint8(np.array([-0.1, 0.0, 0.5 / 255, 1.5 / 255, 1.0, 2.0])).tolist() == [
+        0,
+        0,
+        0,
+        2,
+        255,
+        255,
+    ]

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 
 from EDPSNLib.baselines import BASELINES, fuse_luminance
-from EDPSNLib.evaluation import to_uint8
 from EDPSNLib.harvard import list_pairs, load_pairs
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
+from EDPSNLib.normalize import to_uint8
 
 
 def blend_rule(alpha: float):  # noqa: ANN201

@@ -17,6 +17,7 @@ from .atomic import write_text_atomic
 from .harvard import list_pairs, load_pairs
 from .methods import fusion_method
 from .metrics import METRIC_NAMES, fusion_metrics_batch
+from .normalize import to_uint8
 
 
 @dataclass
@@ -33,11 +34,6 @@ class Evaluation:
     def mean(self) -> dict[str, float]:
         """Mean of each metric over the images."""
         return {k: float(np.mean(v)) for k, v in self.metrics.items()}
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[0, 1] float to uint8 with rounding (what a PNG of the fused image holds)."""
-    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def evaluate_method(

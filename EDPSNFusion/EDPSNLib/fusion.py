@@ -16,8 +16,10 @@ from .metrics import METRIC_NAMES, fusion_metrics_regions
 from .normalize import (
     DEFAULT_COLORMAP,
     apply_colormap,
+    functional_range,
     normalize_mri,
-    robust_range,
+    rescale,
+    to_uint8,
     window_ct,
 )
 from .registration import RegistrationResult, register, resample_to
@@ -90,15 +92,9 @@ def _functional_normaliser(moving: np.ndarray, is_rgb: bool, opts: FusionOptions
         return lambda x: window_ct(x, opts.ct_window)
     if is_rgb:
         return lambda x: np.asarray(x, np.float32) / 255.0
-    _, hi = robust_range(moving, 0.0, 99.5)
-    lo = min(0.0, float(np.min(moving)))
+    lo, hi = functional_range(moving)
     cmap = opts.colormap or DEFAULT_COLORMAP[opts.modality]
-    return lambda x: apply_colormap(normalize_functional_with(x, lo, hi), cmap)
-
-
-def normalize_functional_with(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The PET/SPECT scaling of :func:`normalize_functional` with precomputed bounds."""
-    return np.clip((np.asarray(x, np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    return lambda x: apply_colormap(rescale(x, lo, hi), cmap)
 
 
 def _aggregate(per_slice: dict[str, np.ndarray], use: np.ndarray) -> dict[str, float]:
@@ -179,7 +175,7 @@ def fuse_volumes(
         f_luma = rgb_to_luma(f) if f.ndim == 4 else f
         background = (m <= BACKGROUND_LEVEL) & (f_luma <= BACKGROUND_LEVEL)
         labels = np.where(background, 0, reg_lbl.astype(np.uint8) + 1).astype(np.uint8)
-        out_u8 = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        out_u8 = to_uint8(out)
         out_u8[background] = 0
         fused[idx], regions[idx] = out_u8, labels
         timings["fuse_s"] += time.perf_counter() - clock

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .normalize import to_uint8
+
 #: Region label names and colours (RGBA 0..255): background, low, mid, high information. The Slicer
 #: colour table (scene.py) uses the same ones so the montage and the slice views agree.
 REGION_COLORS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
@@ -17,7 +19,7 @@ REGION_COLORS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
 def _rgb(x: np.ndarray) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+        arr = to_uint8(arr)
     return np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr
 
 

@@ -60,10 +60,21 @@ def window_ct(volume: np.ndarray, window: str | tuple[float, float] = "brain") -
     return rescale(volume, level - width / 2.0, level + width / 2.0)
 
 
+def functional_range(volume: np.ndarray, high: float = 99.5) -> tuple[float, float]:
+    """The (lo, hi) that :func:`normalize_functional` maps to (0, 1): zero (or a negative
+    minimum) and the robust maximum; computed once so a volume can be scaled batch by batch."""
+    _, hi = robust_range(volume, 0.0, high)
+    return min(0.0, float(np.min(volume))), hi
+
+
 def normalize_functional(volume: np.ndarray, high: float = 99.5) -> np.ndarray:
     """Scalar PET/SPECT (counts, Bq/ml or SUV) to [0, 1]: zero stays zero, robust maximum to 1."""
-    _, hi = robust_range(volume, 0.0, high)
-    return rescale(volume, min(0.0, float(np.min(volume))), hi)
+    return rescale(volume, *functional_range(volume, high))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 with rounding and clipping (what a saved PNG or NRRD holds)."""
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def colormap_lut(name: str, size: int = 256) -> np.ndarray:

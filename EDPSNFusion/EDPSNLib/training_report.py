@@ -13,6 +13,7 @@ from torch import nn
 from .atomic import atomic_path
 from .datasets import to_tensor
 from .losses import FusionLoss, luminance
+from .normalize import to_uint8 as uint8_image
 
 #: Validation metrics drawn, one panel each, after the loss panel.
 CURVE_METRICS = ("EN", "SD", "SCD", "Qabf", "VIF", "PSNR", "SSIM")
@@ -72,7 +73,7 @@ def plot_curves(
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) on [0, 1] to uint8 (B, H, W) or (B, H, W, 3), rounded like saved PNGs."""
-    arr = np.clip(np.rint(x.detach().float().cpu().numpy() * 255.0), 0, 255).astype(np.uint8)
+    arr = uint8_image(x.detach().float().cpu().numpy())
     return arr[:, 0] if arr.shape[1] == 1 else np.moveaxis(arr, 1, -1)
 
 
