@@ -58,28 +58,14 @@ def _per_image(fuse_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Batc
 
 
 def network_fusion(
-    weights: str | Path | None, pair: str, device: str = "cpu", batch_size: int = 8
+    weights: str | Path | None, pair: str, device: str = "cpu", batch_size: int | None = None
 ) -> BatchFusion:
-    """The EDPSN network loaded from weights as a batch fusion function (no gradients)."""
-    import torch
+    """The EDPSN network loaded from weights as a batch fusion function (no gradients); the
+    same slice fuser as the volume pipeline, keeping only the fused images."""
+    from .slice_fusion import make_slice_fuser
 
-    from .weights import load_weights
-
-    model, _meta = load_weights(resolve_weights(weights, pair), expected_pair=pair, device=device)
-    model.eval()
-
-    def fuse_batch(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(mri), batch_size):
-            m = torch.from_numpy(np.ascontiguousarray(mri[start : start + batch_size], np.float32))
-            f = np.ascontiguousarray(func[start : start + batch_size], np.float32)
-            f = torch.from_numpy(f[:, None] if f.ndim == 3 else np.moveaxis(f, -1, 1))
-            with torch.inference_mode():
-                fused = model(m[:, None].to(device), f.to(device)).float().cpu().numpy()
-            out.append(fused[:, 0] if fused.shape[1] == 1 else np.moveaxis(fused, 1, -1))
-        return np.concatenate(out).clip(0.0, 1.0)
-
-    return fuse_batch
+    fuser, _info = make_slice_fuser(NETWORK, pair, weights, device, batch_size)
+    return lambda mri, func: fuser(mri, func)[0]
 
 
 def fusion_method(
