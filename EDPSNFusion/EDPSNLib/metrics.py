@@ -165,6 +165,12 @@ def _all_metrics(
 
 
 # ------------------------------------------------------------------------------- public API
+def _seven_metrics(data_range: float, sample_cov: bool, peak: float | None) -> Callable:
+    """The per-chunk computation of all seven metrics with the chosen conventions."""
+    check_options(data_range, peak)
+    return partial(_all_metrics, data_range=data_range, sample_cov=sample_cov, peak=peak)
+
+
 def fusion_metrics_regions(
     a: ArrayLike,
     b: ArrayLike,
@@ -184,22 +190,10 @@ def fusion_metrics_regions(
     mask=masks[k])``; the filtered maps are computed once, only the sums are repeated.
     Options as :func:`fusion_metrics_batch`.
     """
-    check_options(ssim_data_range, psnr_peak)
+    core = _seven_metrics(ssim_data_range, ssim_sample_covariance, psnr_peak)
     arrays, _, _ = prepare({"a": a, "b": b, "f": f}, None, batched=True, min_size=VIF_MIN_SIZE)
     per_mask = region_masks(masks, *arrays[0].shape[:3])
-    out = _run(
-        partial(
-            _all_metrics,
-            data_range=ssim_data_range,
-            sample_cov=ssim_sample_covariance,
-            peak=psnr_peak,
-        ),
-        arrays,
-        [None, *per_mask],
-        METRIC_NAMES,
-        round_luma,
-        workers,
-    )
+    out = _run(core, arrays, [None, *per_mask], METRIC_NAMES, round_luma, workers)
     return out[0], out[1:]
 
 
@@ -222,11 +216,8 @@ def fusion_metrics_batch(
     and ``round_luma=True`` reproduce the CDDFuse evaluator's conventions. H, W >= 41.
     ``workers`` threads share the slices (default :data:`DEFAULT_WORKERS`).
     """
-    check_options(ssim_data_range, psnr_peak)
+    core = _seven_metrics(ssim_data_range, ssim_sample_covariance, psnr_peak)
     arrays, m, _ = prepare({"a": a, "b": b, "f": f}, mask, batched=True, min_size=VIF_MIN_SIZE)
-    core = partial(
-        _all_metrics, data_range=ssim_data_range, sample_cov=ssim_sample_covariance, peak=psnr_peak
-    )
     return _run(core, arrays, [m], METRIC_NAMES, round_luma, workers)[0]
 
 
