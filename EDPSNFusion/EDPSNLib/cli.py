@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("cli_train", "train or fine-tune EDPSN on Harvard pairs"),
     "fuse": ("cli_fuse", "register and fuse an MRI volume with a CT, PET or SPECT volume"),
+    "prepare": (
+        "cli_prepare",
+        "build a training set from CHAOS data or an MRI + CT/PET/SPECT volume pair",
+    ),
     "models": ("cli_models", "list the default and user-trained weights"),
     "demo": ("cli_demo", "fuse the shipped sample and write a montage to look at"),
 }

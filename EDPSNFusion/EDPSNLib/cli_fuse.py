@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", help="weights file or name (default: shipped weights for the pair)"
     )
+    parser.add_argument(
+        "--models-dir",
+        help="user models folder searched for --weights NAME before the shipped defaults "
+        "(default: $EDPSN_MODELS or ~/.edpsn/models)",
+    )
     parser.add_argument("--method", default="edpsn", help="edpsn, or a baseline for comparison")
     parser.add_argument("--suv", action="store_true", help="convert a PET DICOM series to SUV (bw)")
     parser.add_argument(
@@ -84,8 +89,9 @@ def _series(value: str | None) -> dict:
 class Reporter:
     """Human progress (tqdm on stderr) or JSON lines on stdout for the Slicer module."""
 
-    def __init__(self, json_lines: bool):
+    def __init__(self, json_lines: bool, stage: str = "fuse"):
         self.json_lines = json_lines
+        self.label = stage  # the stage named in progress events and on the bar
         self.bar = None
 
     def emit(self, **event: object) -> None:
@@ -102,12 +108,12 @@ class Reporter:
 
     def progress(self, done: int, total: int) -> None:
         if self.json_lines:
-            self.emit(event="progress", stage="fuse", done=done, total=total)
+            self.emit(event="progress", stage=self.label, done=done, total=total)
             return
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc="fuse", unit="slice")
+            self.bar = tqdm(total=total, desc=self.label, unit="slice")
         self.bar.n = done
         self.bar.refresh()
         if done >= total:
@@ -134,6 +140,15 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     return checked
 
 
+def _weights(args: argparse.Namespace) -> str | Path | None:
+    """``--weights`` as given, or looked up by name in ``--models-dir`` first when that is set."""
+    if args.models_dir is None or args.weights is None or args.method != "edpsn":
+        return args.weights
+    from .methods import resolve_weights
+
+    return resolve_weights(args.weights, f"MRI-{args.modality}", user_dir=args.models_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     """Read, register, fuse, score and write; outputs appear only when everything succeeded."""
     from .fusion import FusionOptions, fuse_volumes, metrics_rows
@@ -146,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     opts = FusionOptions(
         modality=args.modality, register=args.register, init=args.init, orientation=args.orientation,
         ct_window=parse_window(args.ct_window), colormap=args.colormap, axis=args.axis,
-        device=args.device, batch_size=args.batch_size, weights=args.weights, method=args.method,
+        device=args.device, batch_size=args.batch_size, weights=_weights(args), method=args.method,
     )  # fmt: skip
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))

@@ -84,7 +84,9 @@ def slice_axis(volume: Volume, axis: str) -> int:
     return 2 - index_axis
 
 
-def _functional_normaliser(moving: np.ndarray, is_rgb: bool, opts: FusionOptions):
+def functional_normaliser(
+    moving: np.ndarray, is_rgb: bool, opts: FusionOptions
+) -> Callable[[np.ndarray], np.ndarray]:
     """A function mapping a batch of resampled moving slices to [0, 1] grey (CT) or RGB."""
     if opts.modality == "CT":
         if is_rgb:
@@ -121,6 +123,34 @@ def prepare_moving(
     ), reg
 
 
+def tissue_mask(mri01: np.ndarray) -> np.ndarray:
+    """(N,) bool: the slices of (N, H, W) normalised MRI that hold tissue (the ones fused)."""
+    return (mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS
+
+
+@dataclass
+class SliceInputs:
+    """A volume pair as the network sees it, slice-first on the MRI grid (fusion and training)."""
+
+    mri01: np.ndarray  # (N, H, W) float32 on [0, 1]
+    moving: np.ndarray  # (N, H, W[, 3]) moving values resampled onto the MRI grid
+    functional: Callable[[np.ndarray], np.ndarray]  # moving slices -> network input on [0, 1]
+    tissue: np.ndarray  # (N,) bool: slices with MRI tissue
+    axis: int  # the numpy axis (of z, y, x) the slices were taken along
+    resampled: Volume
+    registration: RegistrationResult | None
+
+
+def prepare_slices(mri: Volume, moving: Volume, opts: FusionOptions) -> SliceInputs:
+    """Register and resample the moving volume, slice both along the chosen axis, normalise."""
+    resampled, reg = prepare_moving(mri, moving, opts)
+    axis = slice_axis(mri, opts.axis)
+    mri01 = normalize_mri(np.moveaxis(mri.array, axis, 0))  # one float32 copy on the host
+    mov_arr = np.moveaxis(resampled.array, axis, 0)
+    func_norm = functional_normaliser(mov_arr, resampled.is_rgb, opts)
+    return SliceInputs(mri01, mov_arr, func_norm, tissue_mask(mri01), axis, resampled, reg)
+
+
 def fuse_volumes(
     mri: Volume,
     moving: Volume,
@@ -144,13 +174,10 @@ def fuse_volumes(
             opts.method, f"MRI-{opts.modality}", opts.weights, opts.device, opts.batch_size, log
         )
     clock = time.perf_counter()
-    resampled, reg = prepare_moving(mri, moving, opts)
+    inputs = prepare_slices(mri, moving, opts)  # batches go to the device one by one
     timings = {"register_s": time.perf_counter() - clock, "fuse_s": 0.0, "metrics_s": 0.0}
-    axis = slice_axis(mri, opts.axis)
-    mri_arr = np.moveaxis(mri.array, axis, 0)
-    mov_arr = np.moveaxis(resampled.array, axis, 0)
-    mri01 = normalize_mri(mri_arr)  # one float32 copy on the host; batches go to the device
-    func_norm = _functional_normaliser(mov_arr, resampled.is_rgb, opts)
+    mri01, mov_arr, func_norm = inputs.mri01, inputs.moving, inputs.functional
+    axis, reg, tissue = inputs.axis, inputs.registration, inputs.tissue
 
     n = len(mri01)
     rgb = opts.modality != "CT"
@@ -160,7 +187,6 @@ def fuse_volumes(
     per_region = {r: {k: np.full(n, np.nan) for k in METRIC_NAMES} for r in REGION_NAMES}
     region_pixels = np.zeros((n, 3), np.int64)
     # Slices outside the head (no MRI tissue) are skipped: the MRI grid is the reference.
-    tissue = (mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS
     todo = np.flatnonzero(tissue)
     step = max(1, opts.batch_size or 16)  # slices per metrics batch (the fuser may split it)
     for done in range(0, len(todo), step):

@@ -48,6 +48,9 @@ __all__ = [
 
 METHODS = ("rigid", "affine", "none")
 INITS = ("auto", "geometry", "moments", "identity")
+#: header: as the headers say, refusing a clearly better 180-degree fit; search: try the 24
+#: axis-aligned turns; trust: as the headers say, without that check.
+ORIENTATIONS = ("header", "search", "trust")
 #: BT.601 luma weights; registration of RGB volumes runs on their luminance. (color.py has the
 #: same weights but imports torch, which registration must not need.)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -324,15 +327,19 @@ def register(
 
     ``init``: 'auto' (identity when both share a DICOM FrameOfReferenceUID, else 'geometry'),
     'geometry', 'moments' or 'identity'. ``orientation='search'`` also tries the 24
-    axis-aligned turns of the moving volume. Raises RegistrationError when the result fails
-    the overlap, metric-gain or plausibility checks.
+    axis-aligned turns of the moving volume; 'trust' skips the check that no 180-degree turn
+    fits clearly better (for different patients, where a turned fit can win by chance).
+    Raises RegistrationError when the result fails the overlap, metric-gain or plausibility
+    checks.
     """
     if method not in METHODS:
         raise InputError(
             f"Unknown registration method '{method}'; choose one of {', '.join(METHODS)}."
         )
-    if orientation not in ("header", "search"):
-        raise InputError(f"Unknown orientation '{orientation}'; choose 'header' or 'search'.")
+    if orientation not in ORIENTATIONS:
+        raise InputError(
+            f"Unknown orientation '{orientation}'; choose one of {', '.join(ORIENTATIONS)}."
+        )
     t0 = time.perf_counter()
     if init == "auto":
         frame = fixed.meta.get("FrameOfReferenceUID")
@@ -355,7 +362,10 @@ def register(
     if method == "none":
         return RegistrationResult(start, before, before, 0, "method='none': identity transform",
                                   method, init, overlap, time.perf_counter() - t0)  # fmt: skip
-    rigid, chosen, turned = _pick_orientation(f_img, m_img, start, orientation == "search", mi)
+    if orientation == "trust":
+        rigid, chosen, turned = sitk.Euler3DTransform(start), start, _describe(np.eye(3))
+    else:
+        rigid, chosen, turned = _pick_orientation(f_img, m_img, start, orientation == "search", mi)
     f_levels = [pyramid_level(f_img, k) for k in (4, 2, 1)]
     m_levels = [pyramid_level(m_img, k) for k in (4, 2, 1)]
     n, reason = _optimise(f_levels, m_levels, rigid, iterations=iterations, **mi)
