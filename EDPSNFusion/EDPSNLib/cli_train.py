@@ -1,8 +1,10 @@
 """``edpsn train``: train or fine-tune EDPSN on Harvard pairs from the command line.
 
-Ctrl-C (SIGINT) or SIGTERM cancels cleanly between two steps: a resumable checkpoint is
-written and the command exits with code 130. ``--json-progress`` prints every progress event
-as one JSON line on stdout (what the Slicer module reads); the tqdm bar then stays off.
+Ctrl-C (SIGINT), SIGTERM, Ctrl-Break (SIGBREAK, Windows) or the ``--cancel-file`` appearing
+cancels cleanly between two steps: a resumable checkpoint is written and the command exits
+with code 130. ``--json-progress`` prints every progress event as one JSON line on stdout
+(what the Slicer module reads); the tqdm bar then stays off. Under ``torchrun`` every process
+runs this command; rank 0 alone prints (see docs/training.md).
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json-progress", action="store_true", help="print progress events as JSON lines on stdout"
     )
+    parser.add_argument(
+        "--cancel-file",
+        metavar="PATH",
+        help="stop (with a checkpoint, exit 130) when this file appears; one present at start "
+        "is removed as stale",
+    )
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -108,7 +116,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 class _CancelOnSignal:
-    """Turns SIGINT/SIGTERM into a cancel flag while training runs (main thread only)."""
+    """Turns SIGINT/SIGTERM (and SIGBREAK on Windows) into a cancel flag (main thread only)."""
 
     def __init__(self) -> None:
         self.flag = threading.Event()
@@ -116,7 +124,9 @@ class _CancelOnSignal:
 
     def __enter__(self) -> _CancelOnSignal:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # Windows delivers Ctrl-Break to console programs as SIGBREAK, never as SIGTERM.
+            extra = (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()
+            for sig in (signal.SIGINT, signal.SIGTERM, *extra):
                 self.saved[sig] = signal.signal(sig, lambda *_: self.flag.set())
         return self
 
@@ -129,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the training; 0 when done, 130 when cancelled (checkpoint kept for --resume)."""
     import torch
 
+    from .distributed import is_main_process
+    from .errors import EDPSNError
     from .training import TrainConfig, train
 
     if args.threads:
@@ -138,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, crop=args.crop, device=args.device,
         resume=args.resume, init=args.init, seed=args.seed, vgg_weights=args.vgg_weights,
         max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
-        max_val_images=args.max_val_images, select=args.select,
+        max_val_images=args.max_val_images, select=args.select, cancel_file=args.cancel_file,
         progress_bar=not args.json_progress, command=_command(args),
         model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
         loss=LossConfig(
@@ -153,8 +165,16 @@ def run(args: argparse.Namespace) -> int:
         elif event["event"] == "warning":
             print(f"edpsn train: warning: {event['message']}", file=sys.stderr)
 
-    with _CancelOnSignal() as stop:
-        result = train(cfg, progress=progress, cancel=stop.flag.is_set)
+    main_rank = is_main_process()
+    try:
+        with _CancelOnSignal() as stop:
+            result = train(cfg, progress=progress, cancel=stop.flag.is_set)
+    except EDPSNError:
+        if main_rank:
+            raise
+        return 2  # torchrun's other ranks: rank 0 prints the same message once
+    if not main_rank:
+        return EXIT_CANCELLED if result.cancelled else 0
     report = sys.stderr if args.json_progress else sys.stdout
     if result.cancelled:
         print(

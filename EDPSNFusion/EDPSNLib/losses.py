@@ -31,6 +31,7 @@ and the fallback alike).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,27 +128,42 @@ def gradient_loss(
 
 
 def perceptual_loss(
-    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, extractor: FeatureExtractor
+    fused: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    extractor: FeatureExtractor,
+    reduce_energy: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean over extractor stages of MSE(phi(F), T) / mean(T^2), T = max(phi(A), phi(B)).
 
     Dividing by the target's energy makes the term scale-free, so one weight serves VGG-16
     and the random-conv fallback, whose activations differ in size by orders of magnitude.
+    ``reduce_energy`` maps the per-stage energies of this batch to those of the global batch
+    (data-parallel training averages them over the processes).
     """
     _check_grey(fused, a, b)
-    with torch.no_grad():  # the targets are constants: no graph through the sources
+    with torch.no_grad():  # the targets and their energies are constants: no graph
         targets = [torch.maximum(fa, fb) for fa, fb in zip(extractor(a), extractor(b))]
+        energy = torch.stack([t.square().mean() for t in targets])
+        if reduce_energy is not None:
+            energy = reduce_energy(energy)
     feats = extractor(fused)
-    terms = [F.mse_loss(f, t) / (t.square().mean() + 1e-12) for f, t in zip(feats, targets)]
+    terms = [F.mse_loss(f, t) / (e + 1e-12) for f, t, e in zip(feats, targets, energy)]
     return torch.stack(terms).mean()
 
 
 class FusionLoss(nn.Module):
     """Weighted sum of the four terms: ``forward(F, A, B) -> (total, {term: value})``."""
 
-    def __init__(self, config: LossConfig | None = None, extractor: FeatureExtractor | None = None):
+    def __init__(
+        self,
+        config: LossConfig | None = None,
+        extractor: FeatureExtractor | None = None,
+        reduce_energy: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         super().__init__()
         self.config = config or LossConfig()
+        self.reduce_energy = reduce_energy  # see perceptual_loss (data-parallel training)
         if extractor is None and self.config.w_perceptual > 0:
             from .perceptual import random_conv_extractor
 
@@ -164,7 +180,7 @@ class FusionLoss(nn.Module):
             "gradient": gradient_loss(fused, a, b, cfg.eps),
         }
         if self.extractor is not None and cfg.w_perceptual > 0:
-            terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor)
+            terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
         else:
             terms["perceptual"] = fused.new_zeros(())
         weights = {

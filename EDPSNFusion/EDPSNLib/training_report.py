@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,31 @@ def append_jsonl(path: str | Path, event: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(event, allow_nan=False, default=str) + "\n")
         fh.flush()
+
+
+def os_reason(exc: OSError) -> str:
+    """'No space left on device (ENOSPC)' for an OSError, or its text."""
+    code = errno.errorcode.get(exc.errno or -1)
+    return f"{exc.strerror or exc} ({code})" if code else str(exc)
+
+
+def write_failure_message(
+    what: str, path: Path, exc: OSError, saved: tuple[Path, int, int] | None
+) -> str:
+    """Why training stopped on a write error, which checkpoint is intact and how to go on.
+
+    ``saved`` is the last good checkpoint as (path, completed epochs, step in the next epoch).
+    """
+    if saved is None:
+        kept = "No checkpoint had been written yet: free disk space and start the run again."
+    else:
+        good, epoch, step = saved
+        at = f"after epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, step {step}"
+        kept = (
+            f"The previous checkpoint {good} ({at}) is kept unchanged: free disk space (or raise "
+            f"the quota or file-size limit) and continue with --resume {good}."
+        )
+    return f"Training stopped: could not write {what} {path}: {os_reason(exc)}. {kept}"
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -101,3 +129,14 @@ def validate(
     model.train()
     metrics = fusion_metrics_batch(mri, func, np.concatenate(fused_all))
     return sum(losses) / len(mri), {k: float(np.nanmean(v)) for k, v in metrics.items()}
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar on stderr for one epoch, or a do-nothing context when disabled."""
+    if not enabled:
+        return nullcontext()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc=desc, file=sys.stderr, leave=True, dynamic_ncols=True
+    )
