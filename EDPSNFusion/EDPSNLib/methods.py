@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, WeightsError
-from .paths import default_models_dir, user_models_dir
+from .paths import default_models_dir
 
 #: (N, H, W) MRI and (N, H, W[, 3]) functional images on [0, 1] -> fused, shaped like ``func``.
 BatchFusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -27,8 +27,13 @@ def default_weights_path(pair: str) -> Path:
     return default_models_dir() / f"EDPSN_{pair}.safetensors"
 
 
-def resolve_weights(weights: str | Path | None, pair: str) -> Path:
-    """A weights argument (path, or a name in the user/default models folders) to a file path."""
+def resolve_weights(
+    weights: str | Path | None, pair: str, user_dir: str | Path | None = None
+) -> Path:
+    """A weights argument to a file: None is the pair's default; an existing file is itself;
+    a bare name is looked up in the registry (user folder ``user_dir`` first, then defaults)."""
+    from .registry import find_model
+
     if weights is None:
         path = default_weights_path(pair)
         if not path.is_file():
@@ -40,14 +45,9 @@ def resolve_weights(weights: str | Path | None, pair: str) -> Path:
     candidate = Path(weights).expanduser()
     if candidate.is_file():
         return candidate
-    name = candidate.name if candidate.suffix == ".safetensors" else f"{candidate.name}.safetensors"
-    for folder in (user_models_dir(), default_models_dir()):
-        if (folder / name).is_file():
-            return folder / name
-    raise WeightsError(
-        f"Weights '{weights}' not found as a file nor in {user_models_dir()} or "
-        f"{default_models_dir()}; 'edpsn models' lists the available ones."
-    )
+    if candidate.parent != Path("."):  # a path, not a name: no registry lookup
+        raise WeightsError(f"Weights file {candidate} not found; check the path or 'edpsn models'.")
+    return find_model(str(weights), pair, user_dir).path
 
 
 def _per_image(fuse_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BatchFusion:

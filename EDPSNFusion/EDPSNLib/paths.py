@@ -35,7 +35,10 @@ def default_models_dir() -> Path:
     return repo_root() / "Resources" / "Models"
 
 
-def user_models_dir() -> Path:
-    """Folder of user fine-tuned weights: ``$EDPSN_MODELS`` or ``~/.edpsn/models``."""
+def user_models_dir(override: str | os.PathLike | None = None) -> Path:
+    """Folder of user fine-tuned weights: ``override`` (``--models-dir``), else ``$EDPSN_MODELS``,
+    else ``~/.edpsn/models``."""
+    if override is not None:
+        return Path(override).expanduser()
     env = os.environ.get(USER_MODELS_ENV)
     return Path(env).expanduser() if env else Path.home() / ".edpsn" / "models"
