@@ -1,20 +1,15 @@
 """EDPSN Fusion: fuse an MRI with a CT, PET or SPECT volume of the scene (GUI only).
 
-The computing is ``edpsn fuse`` (EDPSNLib.cli_fuse) in a subprocess: see startFusion.
-EDPSN Training reuses EDPSNWidgetBase and EDPSNFusionLogic from this file.
+The computing is ``edpsn fuse`` (EDPSNLib.cli_fuse) in a subprocess: see startFusion. The GUI
+code both EDPSN modules share is the EDPSNGui package beside this file.
 """
 
-import enum
-import importlib
 import logging
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import qt
 import slicer
 import vtk
 from slicer import vtkMRMLLabelMapVolumeNode as LabelMapNode
@@ -22,54 +17,13 @@ from slicer import vtkMRMLLinearTransformNode as TransformNode
 from slicer import vtkMRMLScalarVolumeNode as VolumeNode
 from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from EDPSNLib import jobs, requirements, scene
+from EDPSNGui import runner, scene_io
+from EDPSNGui.choices import COLORMAPS, Axis, Device, Modality, Registration
+from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
+from EDPSNLib import jobs, scene
 from EDPSNLib.normalize import CT_WINDOWS
-from EDPSNLib.process import BackgroundProcess, child_environment, module_command
-
-COLORMAPS = ("default", "harvard-pet", "harvard-spect", "hot", "inferno", "viridis", "gray")
-DICOM_MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT", "ST": "SPECT"}
-POLL_MS = 300
-
-
-class Modality(enum.Enum):
-    CT = "CT"
-    PET = "PET"
-    SPECT = "SPECT"
-
-
-class Registration(enum.Enum):
-    RIGID = "rigid"
-    AFFINE = "affine"
-    NONE = "none"
-
-    def label(self):
-        return "Already aligned" if self is Registration.NONE else self.value.capitalize()
-
-
-class Axis(enum.Enum):
-    AXIAL = "axial"
-    CORONAL = "coronal"
-    SAGITTAL = "sagittal"
-
-    def label(self):
-        return self.value.capitalize()
-
-
-class Device(enum.Enum):
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
-
-    def label(self):
-        return {"auto": "Auto (GPU when usable)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[self.value]
 
 
 class EDPSNFusion(ScriptedLoadableModule):
@@ -116,97 +70,6 @@ class EDPSNFusionParameterNode:
     fusedVolume: VolumeNode
     metricsTable: TableNode
     transformNode: TransformNode
-
-
-class EDPSNWidgetBase(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """What both EDPSN widgets share: the .ui, the parameter node binding, the poll timer."""
-
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._parameterNodeGuiTag = self._timer = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = self.createLogic()
-        self.logic.logCallback = self.ui.logTextEdit.appendPlainText
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_MS)
-        self._timer.connect("timeout()", self.onPoll)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        for widget, signal, slot in self.connections():
-            widget.connect(signal, slot)
-        self.initializeParameterNode()
-
-    def cleanup(self):
-        self._timer.stop()
-        self.logic.cancel(force=True)  # never leave a job running behind a closed Slicer
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        self.setParameterNode(None)
-
-    def onSceneStartClose(self, caller, event):
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, parameterNode):
-        modified = vtk.vtkCommand.ModifiedEvent
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, modified, self.onParameterNodeModified)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, modified, self.onParameterNodeModified)
-            self.onParameterNodeModified()
-
-    def fillComboBox(self, combo, key, choices, current):
-        """Refill a combo box of (label, value) choices not bound by connectGui; keep ``current``."""
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        for label, value in choices:
-            combo.addItem(label, value)
-        combo.setProperty("choicesKey", key)
-        combo.currentIndex = max(0, combo.findData(current))
-        combo.blockSignals(wasBlocked)
-
-    def setRunning(self, button, running, idleText):
-        button.text, button.enabled = ("Cancel" if running else idleText), True
-        self.ui.progressBar.setRange(0, 0 if running else 100)  # busy until counts arrive
-        self.ui.progressBar.value = 0
-        if running:
-            self._timer.start()
-        else:
-            self._timer.stop()
-            self.onParameterNodeModified()
-
-    def reportEvent(self, event):
-        """Log, status and failure dialog for the events every job sends; True if handled."""
-        kind, message = event["event"], event.get("message", "")
-        if kind in ("stage", "log", "stdout", "stderr", "error"):
-            self.ui.logTextEdit.appendPlainText(message)
-        if kind in ("stage", "results", "cancelled", "failed"):
-            self.ui.statusLabel.text = message
-        if kind == "stage":
-            self.ui.progressBar.setRange(0, 0)  # busy until the stage reports counts
-        if kind == "failed":
-            slicer.util.errorDisplay(message, detailedText=event.get("details", ""))
-        return kind in ("stage", "log", "stdout", "stderr", "error", "cancelled", "failed")
 
 
 class EDPSNFusionWidget(EDPSNWidgetBase):
@@ -296,8 +159,7 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
             if self.reportEvent(event):
                 continue
             if event["event"] == "progress":
-                self.ui.progressBar.setRange(0, max(1, int(event["total"])))
-                self.ui.progressBar.value = int(event["done"])
+                self.showProgress(event)
             elif event["event"] == "results":
                 self.ui.statusLabel.text = "Fusion done."
                 self.onShowRegions()
@@ -321,114 +183,22 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
             self.logic.showTable(self._parameterNode.metricsTable)
 
 
-class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
+class EDPSNFusionLogic(EDPSNLogicBase):
     """Starts ``edpsn fuse`` on exported copies of the inputs and brings the outputs back."""
 
+    guessModality = staticmethod(scene_io.guessModality)
+    showTable = staticmethod(scene_io.showTable)
+
     def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.logCallback = self.process = self._run = None
+        EDPSNLogicBase.__init__(self)
+        self.process = self._run = None
 
     def getParameterNode(self):
         return EDPSNFusionParameterNode(super().getParameterNode())
 
-    def log(self, text):
-        logging.info(text)
-        if self.logCallback:
-            self.logCallback(text)
-
     @staticmethod
     def pair(p):
         return f"MRI-{p.modality.value}"
-
-    def setupPythonRequirements(self, askConfirmation=True):
-        """torch from the PyTorch extension (never pip here), the other packages with pip."""
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(
-                "EDPSN needs the PyTorch extension: install 'PyTorch' from the Extensions Manager, "
-                "restart Slicer and try again."
-            ) from exc
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            self.log("Installing PyTorch with PyTorch Utils (this can take several minutes)...")
-            need = requirements.TORCH_REQUIREMENT
-            if (
-                torchLogic.installTorch(
-                    askConfirmation=askConfirmation, torchVersionRequirement=need
-                )
-                is None
-            ):
-                raise RuntimeError("PyTorch was not installed; EDPSN cannot run without it.")
-        missing = requirements.missing_requirements()
-        if missing:
-            self.log(f"Installing {', '.join(missing)}...")
-            folder = tempfile.mkdtemp(prefix="EDPSN-pip-", dir=slicer.app.temporaryPath)
-            constraints = Path(folder) / "constraints.txt"  # keeps Slicer's numpy and SimpleITK
-            constraints.write_text(requirements.constraints_text())
-            pydeps = self._pipModule()
-            if pydeps is not None:  # check, ask, install with progress, offer a restart
-                pydeps.pip_ensure(missing, requester="EDPSN", constraints=str(constraints))
-            else:
-                slicer.util.pip_install(["-c", str(constraints), *missing])
-        if requirements.missing_requirements():
-            still = ", ".join(requirements.missing_requirements())
-            raise RuntimeError(f"These Python packages could not be installed: {still}.")
-
-    @staticmethod
-    def _pipModule():
-        """Slicer's package helper with pip_ensure (5.11: slicer.pydeps, later slicer.packaging)."""
-        for name in ("slicer.packaging", "slicer.pydeps"):
-            try:
-                module = importlib.import_module(name)
-            except ImportError:
-                continue
-            if hasattr(module, "pip_ensure"):
-                return module
-        return None
-
-    @staticmethod
-    def startProcess(module, args, grace_s=10.0):
-        """``PythonSlicer -u -m module args`` with EDPSNLib importable, as a BackgroundProcess."""
-        python = shutil.which("PythonSlicer")
-        if python is None and Path(sys.executable).name.lower().startswith("python"):
-            python = sys.executable
-        if python is None:
-            raise RuntimeError("PythonSlicer was not found beside Slicer; reinstall Slicer.")
-        libParent = Path(jobs.__file__).resolve().parents[1]  # the folder holding EDPSNLib
-        # The launcher builds its own environment from the startup one; this session's
-        # EDPSN_* settings (models and data folders) are passed on.
-        base = dict(slicer.util.startupEnvironment())
-        base.update({k: v for k, v in os.environ.items() if k.startswith("EDPSN_")})
-        command = module_command(python, module, *args)
-        logging.info("EDPSN runs: %s", " ".join(command))
-        env = child_environment(base, [libParent])
-        return BackgroundProcess(command, cwd=libParent, env=env, grace_s=grace_s).start()
-
-    def deviceReport(self, device):
-        """EDPSNLib.device_info's report, asked in a subprocess (no CUDA context in Slicer)."""
-        proc = self.startProcess("EDPSNLib.device_info", ["--device", device])
-        proc.wait(timeout=180)
-        reports = [e for e in proc.poll() if e["event"] == "device"]
-        if not reports:
-            proc.cancel(grace_s=0)
-            failed = f"The device check failed: {proc.stderr_tail}"
-            return {"usable": False, "low_memory": False, "text": failed}
-        return reports[-1]
-
-    @staticmethod
-    def guessModality(node):
-        """'CT', 'PET' or 'SPECT' from the DICOM Modality of a volume loaded from DICOM, else None."""
-        code = node.GetAttribute("DICOM.Modality") or ""
-        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-        if not code and sh:
-            code = sh.GetItemAttribute(sh.GetItemByDataNode(node), "DICOM.Modality") or ""
-        uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
-        db = getattr(slicer, "dicomDatabase", None)
-        if not code and uids and db is not None and db.isOpen:
-            filePath = db.fileForInstance(uids[0])
-            code = db.fileValue(filePath, "0008,0060") if filePath else ""
-        return DICOM_MODALITY.get(code.strip().upper())
 
     def isRunning(self):
         return self.process is not None and self.process.running
@@ -440,10 +210,7 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
     def startFusion(self, p):
         """Export the inputs and start ``edpsn fuse``; poll() then reports its progress.
 
-        A subprocess, not a thread or the main thread: the GUI stays responsive, Cancel ends
-        the whole process tree cleanly (a Python thread cannot be stopped), all host and GPU
-        memory is given back when it exits, a crash cannot take Slicer down, and it runs the
-        same code path as batch users of the command line.
+        A subprocess (EDPSNGui.runner says why): the GUI stays responsive and Cancel works.
         """
         if self.isRunning():
             raise RuntimeError("A fusion is already running; wait for it or cancel it.")
@@ -451,16 +218,16 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Select an MRI volume and a different CT, PET or SPECT volume.")
         tmp = Path(tempfile.mkdtemp(prefix="EDPSNFusion-", dir=slicer.app.temporaryPath))
         files = jobs.fuse_files(tmp)
-        for key, node in (("mri", p.mriVolume), ("moving", p.movingVolume)):
-            # world=True hardens a parent transform on a temporary copy: the input is untouched.
-            slicer.util.exportNode(node, str(files[key]), world=True)
-            if not files[key].is_file():
-                raise RuntimeError(f"Could not write {node.GetName()} to {files[key]}.")
+        try:
+            scene_io.exportNodes({"mri": p.mriVolume, "moving": p.movingVolume}, files)
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         colormap = None if p.colormap == "default" else p.colormap
         job = jobs.FuseJob(p.modality.value, p.registration.value, p.ctWindow, colormap,
                            p.axis.value, p.device.value, p.batchSize, p.model)  # fmt: skip
         self._run = {"params": p, "tmp": tmp, "done": None}
-        self.process = self.startProcess("EDPSNLib.cli", jobs.fuse_arguments(job, files))
+        self.process = runner.startProcess("EDPSNLib.cli", jobs.fuse_arguments(job, files))
 
     def poll(self):
         """Events of the running fusion; before "exit" comes "results", "cancelled" or "failed"."""
@@ -493,51 +260,10 @@ class EDPSNFusionLogic(ScriptedLoadableModuleLogic):
         finally:
             shutil.rmtree(run["tmp"], ignore_errors=True)
 
-    def importResults(self, p, done):
-        """Add the outputs that were asked for to the scene and record them in the parameter node."""
-        import SimpleITK as sitk
-
-        from EDPSNLib.volume_io import read_volume
-        from EDPSNLib.volume_metrics import ijk_to_ras_matrix
-
-        def load(key):
-            vol = read_volume(done["outputs"][key], validate=False)
-            return vol.array, ijk_to_ras_matrix(vol)
-
-        name, nodes = f"{p.movingVolume.GetName()} on {p.mriVolume.GetName()}", {}
-        fused = nodes["fused"] = scene.add_fused_volume(*load("fused"), f"{name} EDPSN fused")
-        for key in ("modality", "ctWindow", "colormap", "axis"):  # read back by EDPSN Training
-            value = p.getValue(key)
-            fused.SetAttribute(f"EDPSN.{key}", getattr(value, "value", value))
-        fused.SetNodeReferenceID("EDPSN.mri", p.mriVolume.GetID())
-        fused.SetNodeReferenceID("EDPSN.moving", p.movingVolume.GetID())
-        if p.createRegions:
-            regions = scene.add_region_labelmap(*load("regions"), f"{name} EDPSN regions")
-            nodes["regions"] = p.regionLabelmap = regions
-            fused.SetNodeReferenceID("EDPSN.regions", regions.GetID())
-        if p.createTransform and done["outputs"].get("transform"):
-            itk = sitk.ReadTransform(done["outputs"]["transform"])
-            toMri = f"{p.movingVolume.GetName()} to {p.mriVolume.GetName()}"
-            transform = scene.add_transform_node(scene.transform_matrix_from_sitk(itk), toMri)
-            nodes["transform"] = p.transformNode = transform
-            fused.SetNodeReferenceID("EDPSN.transform", transform.GetID())
-        if p.createMetrics:
-            table = scene.add_metrics_table(jobs.metric_rows(done), f"{name} EDPSN metrics")
-            nodes["metrics"] = p.metricsTable = table
-        if p.createFused:
-            p.fusedVolume = fused
-        else:  # it only carried the links to the other outputs
-            slicer.mrmlScene.RemoveNode(nodes.pop("fused"))
-        background, opacity = nodes.get("fused", p.mriVolume), p.regionOpacity
-        scene.show_in_slice_views(background, label=nodes.get("regions"), label_opacity=opacity)
-        slicer.util.resetSliceViews()
-        return nodes
-
     @staticmethod
-    def showTable(table):
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
+    def importResults(p, done):
+        """Add the outputs that were asked for to the scene and record them in the parameter node."""
+        return scene_io.importFusionResults(p, done)
 
 
 class EDPSNFusionTest(ScriptedLoadableModuleTest):

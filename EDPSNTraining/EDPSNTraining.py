@@ -1,13 +1,14 @@
 """EDPSN Training: fine-tune EDPSN from the GUI and score fused volumes (GUI only).
 
-A training runs ``edpsn evaluate`` (base weights), ``edpsn train`` and ``edpsn evaluate`` (new
-weights) one after the other, each in a subprocess (see EDPSNFusionLogic.startFusion for why);
-the new weights are then copied to the user models folder, where EDPSN Fusion lists them.
-Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.volume_metrics``, also a subprocess:
-a volume takes tens of seconds. One job runs at a time.
+A training is a chain of subprocesses (EDPSNGui.training_plan): ``edpsn prepare`` when the data
+is a CHAOS folder or the scene's MRI + moving volume pair (skipped when a resumed run's data set
+is ready), ``edpsn evaluate`` (base weights), ``edpsn train`` and ``edpsn evaluate`` (new
+weights); the new weights are then copied to the user models folder, where EDPSN Fusion lists
+them. Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.volume_metrics``, also a
+subprocess: a volume takes tens of seconds. One job runs at a time.
 """
 
-import enum
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,38 +25,11 @@ from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from EDPSNFusion import Axis, Device, EDPSNFusionLogic, EDPSNWidgetBase, Modality
-from EDPSNLib import jobs, paths, scene
-
-#: Seconds a cancelled training gets to save its resumable checkpoint before it is killed.
-CANCEL_GRACE_S = 120.0
-
-
-class DataSource(enum.Enum):
-    HARVARD = "Harvard-layout folder"
-    CHAOS = "CHAOS folder"
-    SCENE = "Volumes in the scene"
-
-    def label(self):
-        return self.value
-
-
-class Pair(enum.Enum):
-    MRI_CT = "MRI-CT"
-    MRI_PET = "MRI-PET"
-    MRI_SPECT = "MRI-SPECT"
-
-    def label(self):
-        return self.value
-
-
-#: Sources the GUI offers but ``edpsn train`` cannot read yet, and what to do instead.
-UNAVAILABLE = {
-    DataSource.CHAOS: "Not available yet: 'edpsn train' reads Harvard-layout folders only, and "
-    "CHAOS holds MR series without a CT or PET of the same patients. Use a Harvard-layout folder.",
-    DataSource.SCENE: "Not available yet: 'edpsn train' cannot read volumes from the scene. Save "
-    "registered slice pairs as PNGs in a Harvard-layout folder and pick that folder.",
-}
+from EDPSNGui import scene_io, scoring, training_plan
+from EDPSNGui.choices import Axis, DataSource, Device, Modality, MrSequence, Pair, Registration
+from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
+from EDPSNGui.runner import StepChain
+from EDPSNLib import jobs, paths, scene, training_jobs
 
 
 class EDPSNTraining(ScriptedLoadableModule):
@@ -66,10 +40,11 @@ class EDPSNTraining(ScriptedLoadableModule):
         self.parent.dependencies = ["EDPSNFusion"]
         self.parent.contributors = ["EDPSN developers (SlicerEDPSN project)"]
         self.parent.helpText = """
-Fine-tunes EDPSN on registered MRI / CT, PET or SPECT slice pairs (Harvard-layout folder), with
-progress, live plots of the loss and validation metrics, Cancel and Resume. The new weights go
-to the user models folder and appear in EDPSN Fusion's model list; a table compares the seven
-metrics on the test split before and after. The Evaluate section scores any fused volume in the
+Fine-tunes EDPSN on registered MRI / CT, PET or SPECT slice pairs: a Harvard-layout folder, a
+CHAOS folder (MRI-CT pairs) or the MRI + moving volume pair of the scene (made into a training
+set first), with progress, live plots of the loss and validation metrics, Cancel and Resume.
+The new weights go to the user models folder and appear in EDPSN Fusion's model list; a table
+compares the seven metrics on the test split before and after. The Evaluate section scores any fused volume in the
 scene against its two sources, per slice, for the volume and per entropy region.
 """
         self.parent.acknowledgementText = """
@@ -83,6 +58,11 @@ Analysis 69 (2021) 101950. torch comes from the PyTorch extension (SlicerPyTorch
 class EDPSNTrainingParameterNode:
     source: DataSource = DataSource.HARVARD
     dataFolder: Path
+    chaosFolder: Path
+    mrSequence: MrSequence = MrSequence.T2SPIR
+    sceneMri: VolumeNode
+    sceneMoving: VolumeNode
+    sceneRegistration: Registration = Registration.RIGID
     pair: Pair = Pair.MRI_PET
     baseWeights: str = ""  # a weights file, "" for a new network; synced with its combo by hand
     epochs: Annotated[int, WithinRange(1, 1000)] = 10
@@ -116,6 +96,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
             (ui.resumeButton, "clicked(bool)", self.onResume),
             (ui.refreshWeightsButton, "clicked(bool)", self.updateWeightsList),
             (ui.baseWeightsComboBox, "currentIndexChanged(int)", self.onWeightsSelected),
+            (ui.sceneMovingSelector, "currentNodeChanged(vtkMRMLNode*)", self.onSceneMoving),
             (ui.evalFusedSelector, "currentNodeChanged(vtkMRMLNode*)", self.onFusedSelected),
             (ui.evaluateButton, "clicked(bool)", self.onEvaluate),
             (ui.exportCsvButton, "clicked(bool)", self.onExportCsv),
@@ -126,21 +107,35 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         if str(self._parameterNode.dataFolder) in ("", "."):
             self._parameterNode.dataFolder = paths.data_root()
 
+    def sourceWidgets(self):
+        """The fields of each data source (only the chosen source's are enabled)."""
+        ui = self.ui
+        return {
+            DataSource.HARVARD: (ui.dataLabel1, ui.dataDirectoryButton),
+            DataSource.CHAOS: (ui.chaosLabel, ui.chaosDirectoryButton, ui.mrSequenceLabel,
+                               ui.mrSequenceComboBox),
+            DataSource.SCENE: (ui.sceneMriLabel, ui.sceneMriSelector, ui.sceneMovingLabel,
+                               ui.sceneMovingSelector, ui.sceneRegistrationLabel,
+                               ui.sceneRegistrationComboBox),
+        }  # fmt: skip
+
     def onParameterNodeModified(self, caller=None, event=None):
         p = self._parameterNode
         if p is None:
             return
         if self.ui.baseWeightsComboBox.property("choicesKey") != p.pair.value:
             self.updateWeightsList()
-        problem = self.logic.sourceProblem(p)
+        for source, widgets in self.sourceWidgets().items():
+            for widget in widgets:
+                widget.enabled = source == p.source
+        problem, resumeProblem = self.logic.sourceProblem(p), self.logic.sourceProblem(p, True)
         self.ui.sourceNoteLabel.text = problem or ""
-        self.ui.dataDirectoryButton.enabled = p.source == DataSource.HARVARD
         if not self.logic.isRunning():
             self.ui.evaluateButton.enabled = bool(p.evalFused and p.evalMri and p.evalMoving)
             self.ui.startButton.enabled = problem is None
             self.ui.startButton.toolTip = problem or "Start training; becomes Cancel while running."
-            checkpoint = (jobs.run_folder(p.outputName) / "checkpoint.pt").is_file()
-            self.ui.resumeButton.enabled = problem is None and checkpoint
+            resumable = resumeProblem is None and training_jobs.resumable(p.outputName)
+            self.ui.resumeButton.enabled = resumable
         self.ui.exportCsvButton.enabled = bool(p.evalTable)
 
     def updateWeightsList(self):
@@ -154,16 +149,21 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         if self._parameterNode is not None and self.ui.baseWeightsComboBox.count:
             self._parameterNode.baseWeights = self.ui.baseWeightsComboBox.currentData or ""
 
+    def onSceneMoving(self, node):
+        modality = scene_io.guessModality(node) if node else None
+        if modality and self._parameterNode is not None:
+            self._parameterNode.pair = Pair(f"MRI-{modality}")
+
     def onStart(self, checked=False, resume=False):
         if self.logic.isRunning():  # the button reads "Cancel"; a second press kills at once
             self.ui.statusLabel.text = "Cancelling: saving a checkpoint to resume from..."
             self.logic.cancel(force=self.logic.cancelRequested)
             return
         p = self._parameterNode
-        exists = (jobs.run_folder(p.outputName) / "checkpoint.pt").is_file()
         startOver = (
             f"A training named '{p.outputName}' exists. Start it over (Resume continues it)?"
         )
+        exists = training_jobs.resumable(p.outputName)
         if exists and not resume and not slicer.util.confirmOkCancelDisplay(startOver):
             return
         self.ui.logTextEdit.clear()
@@ -190,26 +190,18 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
                     f"Epoch {event['epoch']}, step {event['step']}/{event['steps']}: loss "
                     f"{event['loss']:.4g}, about {eta // 60} min {eta % 60} s left"
                 )
-            elif event["event"] == "progress":  # scoring a volume
-                self.ui.progressBar.setRange(0, max(1, int(event["total"])))
-                self.ui.progressBar.value = int(event["done"])
-            elif event["event"] == "results":
-                EDPSNFusionLogic.showTable(self.logic.params.getValue(event["table"]))
+            elif event["event"] == "progress":  # preparing a data set or scoring a volume
+                self.showProgress(event)
+            elif event["event"] == "results" and event.get("table"):
+                scene_io.showTable(self.logic.params.getValue(event["table"]))
             elif event["event"] == "exit" and not self.logic.isRunning():
                 self.setJobRunning(False)
         if any(e["event"] in ("step", "epoch") for e in events):
             self.logic.updateCharts()
 
     def onFusedSelected(self, node):
-        p = self._parameterNode
-        if node is None or p is None:
-            return
-        for role in ("mri", "moving", "transform", "regions"):  # as EDPSN Fusion recorded them
-            if node.GetNodeReference(f"EDPSN.{role}") is not None:
-                p.setValue("eval" + role.capitalize(), node.GetNodeReference(f"EDPSN.{role}"))
-        for key, enumType in (("modality", Modality), ("axis", Axis)):
-            if node.GetAttribute(f"EDPSN.{key}"):
-                p.setValue("eval" + key.capitalize(), enumType(node.GetAttribute(f"EDPSN.{key}")))
+        if node is not None and self._parameterNode is not None:
+            scoring.takeFusionSources(self._parameterNode, node)
 
     def setJobRunning(self, running):
         """The button of the running job reads "Cancel"; the other job cannot start meanwhile."""
@@ -238,173 +230,84 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
                 slicer.util.exportNode(table, path)
 
 
-class EDPSNTrainingLogic(EDPSNFusionLogic):
-    """Runs one job at a time: a training (jobs.training_steps) or a scoring, as subprocesses."""
+class EDPSNTrainingLogic(EDPSNLogicBase):
+    """Runs one job at a time, a training or a scoring, as a chain of subprocesses."""
+
+    sourceProblem = staticmethod(training_plan.sourceProblem)
+    baseWeightsChoices = staticmethod(training_plan.baseWeightsChoices)
 
     def __init__(self):
-        EDPSNFusionLogic.__init__(self)
-        self.cancelRequested, self._steps, self.curves = False, [], jobs.TrainingCurves()
+        EDPSNLogicBase.__init__(self)
+        self.chain, self.curves = None, training_jobs.TrainingCurves()
         self.params = None  # the parameter node of the running job (the GUI may leave the module)
-        self.job = None  # "train" or "evaluate"
+        self.job = self._tmp = self._run = None  # "train"/"evaluate"; the scoring's files
 
     def getParameterNode(self):
-        return EDPSNTrainingParameterNode(super(EDPSNFusionLogic, self).getParameterNode())
+        return EDPSNTrainingParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def sourceProblem(p):
-        """Why training cannot start with these choices (None when it can)."""
-        if p.source in UNAVAILABLE:
-            return UNAVAILABLE[p.source]
-        return jobs.check_training_inputs(p.dataFolder, p.pair.value, p.outputName)
+    def isRunning(self):
+        return self.chain is not None and not self.chain.finished
 
-    @staticmethod
-    def baseWeightsChoices(pair):
-        """A new network, then every installed weights file made for the pair."""
-        from EDPSNLib.methods import default_weights_path
+    @property
+    def cancelRequested(self):
+        return self.chain is not None and self.chain.cancelRequested
 
-        choices = [("New network (train from scratch)", "")]
-        for label, value in jobs.weights_choices(pair):
-            path = value or str(default_weights_path(pair))
-            if not value.startswith(jobs.METHOD_PREFIX) and Path(path).is_file():
-                choices.append((label, path))
-        return choices
+    def cancel(self, force=False):
+        """Cancel the job; a training saves a checkpoint first (Resume continues it)."""
+        if self.isRunning():
+            self.chain.cancel(force=force)
 
     def startTraining(self, p, resume=False, maxStepsPerEpoch=None):
-        if self.sourceProblem(p):
-            raise ValueError(self.sourceProblem(p))
+        """Start the chain of a training; a resumed run keeps its data set and checkpoint."""
+        if self.sourceProblem(p, resume):
+            raise ValueError(self.sourceProblem(p, resume))
         if self.isRunning():
-            raise RuntimeError("A training is already running; wait for it or cancel it.")
-        run = jobs.run_folder(p.outputName)
-        if resume and not (run / "checkpoint.pt").is_file():
-            raise ValueError(f"There is no checkpoint of '{p.outputName}' to resume from.")
+            raise RuntimeError("A job is already running; wait for it or cancel it.")
+        run = training_jobs.run_folder(p.outputName)
+        if resume and not training_jobs.resumable(p.outputName):
+            raise ValueError(f"There is no checkpoint or data set of '{p.outputName}' to resume.")
         if not resume and run.exists():
             shutil.rmtree(run)  # the user agreed to start this run over
         run.mkdir(parents=True, exist_ok=True)
-        steps = jobs.training_steps(
-            name=p.outputName, pair=p.pair.value, data=p.dataFolder, device=p.device.value,
-            epochs=p.epochs, batch_size=p.batchSize, lr=p.learningRate, crop=p.crop,
-            base=p.baseWeights or None, resume=resume, max_steps_per_epoch=maxStepsPerEpoch,
-        )  # fmt: skip
-        self._steps = [(message, "EDPSNLib.cli", args) for message, args in steps]
-        self.params, self.job, self.cancelRequested = p, "train", False
-        self.curves = jobs.TrainingCurves.from_log(run / "progress.jsonl")  # resumed: old curves
-        self._startNext()
-
-    def _startNext(self):
-        message, module, args = self._steps.pop(0)
-        self.log(message)
-        self.process = self.startProcess(module, args, grace_s=CANCEL_GRACE_S)
-        return {"event": "stage", "message": message}
+        self.params, self.job = p, "train"
+        self.curves = training_jobs.TrainingCurves.from_log(
+            run / "progress.jsonl"
+        )  # resumed: old curves
+        self.chain = training_plan.trainingChain(p, self.log, maxStepsPerEpoch).start()
 
     def startEvaluation(self, p):
         """Export the selected volumes and score the fused one in a subprocess."""
-        if not (p.evalFused and p.evalMri and p.evalMoving):
-            raise ValueError("Select the fused volume, its MRI and its CT, PET or SPECT volume.")
         if self.isRunning():
             raise RuntimeError("Another job is running; wait for it or cancel it.")
-        tmp = Path(tempfile.mkdtemp(prefix="EDPSNEvaluate-", dir=slicer.app.temporaryPath))
-        files = jobs.score_files(tmp)
-        nodes = {"mri": p.evalMri, "moving": p.evalMoving, "fused": p.evalFused, "regions": p.evalRegions}  # fmt: skip
-        try:
-            for key, node in nodes.items():
-                if node is not None:  # world=True: a parent transform is applied to a copy
-                    slicer.util.exportNode(node, str(files[key]), world=True)
-        except Exception:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fused, transform = p.evalFused, p.evalTransform
-        colormap = fused.GetAttribute("EDPSN.colormap")
-        args = jobs.score_arguments(
-            files, p.evalModality.value, ct_window=fused.GetAttribute("EDPSN.ctWindow") or "brain",
-            colormap=None if colormap in (None, "", "default") else colormap, axis=p.evalAxis.value,
-            moving_to_mri=slicer.util.arrayFromTransformMatrix(transform, toWorld=True) if transform else None,
-            regions=p.evalRegions is not None,
-        )  # fmt: skip
-        self._run = {"tmp": tmp, "csv": files["metrics"], "name": fused.GetName()}
-        self.params, self.job, self.cancelRequested = p, "evaluate", False
-        self._steps = [(f"Scoring {fused.GetName()}...", "EDPSNLib.volume_metrics", args)]
-        self._startNext()
-
-    def cancel(self, force=False):
-        if self.isRunning():
-            self.cancelRequested, self._steps = True, []
-            self.process.cancel(grace_s=0 if force else None)
+        step, self._tmp, csv = scoring.scoreStep(p)
+        self.params, self.job, self._run = p, "evaluate", (csv, p.evalFused.GetName())
+        self.chain = StepChain([step], self.log).start()
 
     def poll(self):
-        events = []
-        for event in self.process.poll() if self.process is not None else []:
+        """Events of the running job; before the last "exit" comes "results", "cancelled" or
+        "failed"."""
+        events = self.chain.poll() if self.chain is not None else []
+        for i, event in enumerate(events):
             self.curves.record(event)
-            if event["event"] == "exit":
-                self.process = None
-                events.append(self._stepFinished(event))
-            events.append(event)
+            if event["event"] == "steps-done":
+                training = self.job == "train"
+                p = self.params
+                events[i] = (
+                    training_plan.finishTraining(p)
+                    if training
+                    else scoring.showScores(p, *self._run)
+                )
+            elif event["event"] == "cancelled" and self.job == "train":
+                event["message"] += " Press Resume to continue."
+        if self._tmp is not None and not self.isRunning():
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
         return events
-
-    def _stepFinished(self, exitEvent):
-        tail, code = exitEvent["stderr_tail"], exitEvent["returncode"]
-        if self.job == "evaluate" and (exitEvent["cancelled"] or code != 0):
-            shutil.rmtree(self._run["tmp"], ignore_errors=True)
-        if exitEvent["cancelled"] or code == 130:  # 130: edpsn train saved a checkpoint
-            self._steps = []
-            resume = " Press Resume to continue." if self.job == "train" else ""
-            return {"event": "cancelled", "message": "Cancelled." + resume}
-        if code != 0:
-            self._steps = []
-            last = (tail.strip().splitlines() or [f"exit code {code}"])[-1]
-            return {"event": "failed", "message": last, "details": tail}
-        if self._steps:
-            return self._startNext()
-        if self.job == "evaluate":
-            return self._finishEvaluation(tail)
-        p = self.params
-        try:
-            target = jobs.install_weights(p.outputName, p.pair.value)
-            rows = jobs.comparison_rows(p.outputName, p.baseWeights or None)
-        except Exception as exc:  # report it; never leave the GUI stuck in "running"
-            message = f"The new weights could not be installed: {exc}"
-            return {"event": "failed", "message": message, "details": tail}
-        self._table(p, "resultsTable", rows, f"{p.outputName} test metrics")
-        message = f"Done: '{p.outputName}' is in EDPSN Fusion's model list ({target})."
-        return {"event": "results", "message": message, "table": "resultsTable"}
-
-    def _finishEvaluation(self, tail):
-        """The scores as a table (volume, regions, slices) and a per-slice plot."""
-        p, run = self.params, self._run
-        try:
-            rows = jobs.read_metrics_csv(run["csv"])
-            self._table(p, "evalTable", rows, f"{run['name']} metrics")
-            x, series = jobs.slice_series(rows)
-            if p.evalChart:
-                scene.update_plot(p.evalChart, x, series)
-            else:
-                name = f"{run['name']} per slice"
-                p.evalChart = scene.add_plot(x, series, name, x_label="slice", y_label="metric")
-            slicer.modules.plots.logic().ShowChartInLayout(p.evalChart)
-        except Exception as exc:  # report it; never leave the GUI stuck in "running"
-            message = f"The metrics could not be shown: {exc}"
-            return {"event": "failed", "message": message, "details": tail}
-        finally:
-            shutil.rmtree(run["tmp"], ignore_errors=True)
-        message = f"Metrics of {run['name']} computed."
-        return {"event": "results", "message": message, "table": "evalTable"}
-
-    @staticmethod
-    def _table(p, field, rows, name):
-        if p.getValue(field):
-            scene.update_metrics_table(p.getValue(field), rows)
-        else:
-            p.setValue(field, scene.add_metrics_table(rows, name))
 
     def updateCharts(self):
         """Live curves: training loss per step; validation loss and metrics per epoch."""
-        p = self.params
         for chart, x, series, xLabel in self.curves.charts():
-            field = f"{chart}Chart"
-            if p.getValue(field):
-                scene.update_plot(p.getValue(field), x, series)
-            else:
-                p.setValue(field, scene.add_plot(x, series, f"EDPSN {chart}", x_label=xLabel))
-                slicer.modules.plots.logic().ShowChartInLayout(p.getValue(field))
+            scene_io.setChart(self.params, f"{chart}Chart", x, series, f"EDPSN {chart}", x_label=xLabel)  # fmt: skip
 
 
 class EDPSNTrainingTest(ScriptedLoadableModuleTest):
@@ -414,7 +317,9 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        for test in (self.test_SourcesNotAvailableYet, self.test_Evaluate, self.test_TrainTiny):
+        tests = (self.test_SourceProblems, self.test_Evaluate, self.test_TrainTiny,
+                 self.test_TrainFromScenePair)  # fmt: skip
+        for test in tests:
             self.setUp()
             test()
 
@@ -430,7 +335,7 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         import time
 
         events, deadline = [], time.time() + timeout
-        while logic.process is not None:
+        while logic.isRunning():
             events += logic.poll()
             slicer.app.processEvents()
             time.sleep(0.2)
@@ -439,11 +344,28 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         self.assertEqual(ends[-1]["event"], "results", str(ends))
         return events
 
-    def test_SourcesNotAvailableYet(self):
+    @contextlib.contextmanager
+    def _userModels(self):
+        """A fresh user models folder for the test (EDPSN_MODELS), restored afterwards."""
+        folder = Path(tempfile.mkdtemp(dir=slicer.app.temporaryPath))
+        old = os.environ.get(paths.USER_MODELS_ENV)
+        os.environ[paths.USER_MODELS_ENV] = str(folder / "models")
+        try:
+            yield folder
+        finally:
+            if old is None:
+                os.environ.pop(paths.USER_MODELS_ENV, None)
+            else:
+                os.environ[paths.USER_MODELS_ENV] = old
+
+    def test_SourceProblems(self):
         p = EDPSNTrainingLogic().getParameterNode()
-        for source in (DataSource.CHAOS, DataSource.SCENE):
-            p.source = source
-            self.assertIn("Not available yet", EDPSNTrainingLogic.sourceProblem(p))
+        p.source, p.pair, p.chaosFolder = DataSource.CHAOS, Pair.MRI_PET, slicer.app.temporaryPath
+        self.assertIn("MRI-CT pairs only", EDPSNTrainingLogic.sourceProblem(p))
+        p.pair = Pair.MRI_CT
+        self.assertIsNone(EDPSNTrainingLogic.sourceProblem(p))
+        p.source = DataSource.SCENE
+        self.assertIn("Select the MRI volume", EDPSNTrainingLogic.sourceProblem(p))
         p.source, p.dataFolder = DataSource.HARVARD, Path(slicer.app.temporaryPath) / "nothing"
         self.assertIn("pick a Harvard-layout folder", EDPSNTrainingLogic.sourceProblem(p))
 
@@ -473,16 +395,10 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         from EDPSNLib.synthetic import synthetic_harvard
 
         logic = self._logic()
-        folder = Path(tempfile.mkdtemp(dir=slicer.app.temporaryPath))
-        old = os.environ.get(paths.USER_MODELS_ENV)
-        os.environ[paths.USER_MODELS_ENV] = str(folder / "models")
-        try:
+        with self._userModels() as folder:
             p = logic.getParameterNode()
-            p.source, p.pair, p.dataFolder = (
-                DataSource.HARVARD,
-                Pair.MRI_PET,
-                synthetic_harvard(folder),
-            )
+            p.source, p.pair = DataSource.HARVARD, Pair.MRI_PET
+            p.dataFolder = synthetic_harvard(folder)
             p.epochs, p.batchSize, p.crop, p.device = 1, 2, 32, Device.CPU
             p.baseWeights, p.outputName = "", "tiny"
             logic.startTraining(p, maxStepsPerEpoch=2)
@@ -491,8 +407,33 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
             self.assertIn(weights, [v for _, v in jobs.weights_choices("MRI-PET")])
             self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)  # from scratch: no "before"
             self.assertEqual(len(logic.curves.epochs), 1)
-        finally:
-            if old is None:
-                os.environ.pop(paths.USER_MODELS_ENV, None)
-            else:
-                os.environ[paths.USER_MODELS_ENV] = old
+
+    def test_TrainFromScenePair(self):
+        from EDPSNLib.synthetic import synthetic_mri_pet
+
+        logic = self._logic()
+        with self._userModels() as folder:
+            mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()
+            p = logic.getParameterNode()
+            p.source, p.pair, p.sceneRegistration = (
+                DataSource.SCENE,
+                Pair.MRI_PET,
+                Registration.NONE,
+            )
+            p.sceneMri = slicer.util.addVolumeFromArray(mri, ijkToRAS=mriMatrix, name="MRI")
+            p.sceneMoving = slicer.util.addVolumeFromArray(pet, ijkToRAS=petMatrix, name="PET")
+            p.epochs, p.batchSize, p.crop, p.device = 1, 2, 32, Device.CPU
+            p.baseWeights, p.outputName = "", "scene"
+            logic.startTraining(p, maxStepsPerEpoch=2)
+            events = self._wait(logic, timeout=900)
+            self.assertEqual(
+                [e["label"] for e in events if e.get("label")][:2], ["Preparing", "Training"]
+            )
+            self.assertTrue(training_jobs.is_prepared("scene"))
+            self.assertIn(
+                str(folder / "models" / "scene.safetensors"),
+                [v for _, v in jobs.weights_choices("MRI-PET")],
+            )
+            logic.startTraining(p, resume=True, maxStepsPerEpoch=2)  # no second preparation
+            events = self._wait(logic, timeout=900)
+            self.assertNotIn("Preparing", [e.get("label") for e in events])

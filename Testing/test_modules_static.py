@@ -1,6 +1,7 @@
-"""The two Slicer module files, checked without Slicer: they compile, match their .ui files,
-bind every widget to a parameter of a type Slicer can connect, carry the metadata Slicer's
-generic tests need, and keep torch and numerical code out of the GUI layer."""
+"""The two Slicer module files and their GUI package (EDPSNFusion/EDPSNGui), checked without
+Slicer: they compile, match their .ui files, bind every widget to a parameter of a type Slicer
+can connect, use only parameters that exist, carry the metadata Slicer's generic tests need,
+and keep torch and numerical code out of the GUI layer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from EDPSNLib.paths import repo_root
 
 ROOT = repo_root()
 MODULES = ("EDPSNFusion", "EDPSNTraining")
+#: The GUI helper package both modules import (shipped inside the EDPSNFusion module folder).
+GUI = ROOT / "EDPSNFusion" / "EDPSNGui"
+GUI_FILES = sorted(GUI.glob("*.py"))
 #: Parameter type -> widget classes Slicer's parameterNodeWrapper can connect it to
 #: (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py).
 CONNECTABLE = {
@@ -41,6 +45,14 @@ def _tree(module: str) -> ast.Module:
     return ast.parse(_source(module), filename=f"{module}.py")
 
 
+def _gui_tree(path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _gui_source() -> str:
+    return "".join(path.read_text() for path in GUI_FILES)
+
+
 def _ui(module: str) -> ET.Element:
     return ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui").getroot()
 
@@ -50,10 +62,11 @@ def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
 
 
 def _enum_names() -> set[str]:
-    """Enum classes defined in either module file (EDPSNTraining imports EDPSNFusion's)."""
+    """Enum classes defined in the module files or the GUI package (EDPSNGui.choices)."""
     names = set()
-    for module in MODULES:
-        for cls in _classes(_tree(module)).values():
+    trees = [_tree(m) for m in MODULES] + [_gui_tree(path) for path in GUI_FILES]
+    for tree in trees:
+        for cls in _classes(tree).values():
             if any(ast.unparse(b) in ("enum.Enum", "Enum") for b in cls.bases):
                 names.add(cls.name)
     return names
@@ -120,7 +133,7 @@ def _module_info(module: str) -> dict[str, object]:
     return out
 
 
-def _ui_names(cls: ast.ClassDef) -> set[str]:
+def _ui_names(cls: ast.AST) -> set[str]:
     return {
         n.attr
         for n in ast.walk(cls)
@@ -134,24 +147,43 @@ def test_module_file_compiles_and_has_slicer_classes(module, tmp_path):
         str(ROOT / module / f"{module}.py"), cfile=str(tmp_path / "x.pyc"), doraise=True
     )
     classes = _classes(_tree(module))
-    shared = _classes(_tree("EDPSNFusion"))["EDPSNWidgetBase"]
+    shared = _classes(_gui_tree(GUI / "module_base.py"))
     for suffix, base in (("", "ScriptedLoadableModule"), ("Widget", "EDPSNWidgetBase"),
-                         ("Logic", None), ("Test", "ScriptedLoadableModuleTest")):  # fmt: skip
+                         ("Logic", "EDPSNLogicBase"), ("Test", "ScriptedLoadableModuleTest")):  # fmt: skip
         assert module + suffix in classes, f"{module}.py lacks class {module}{suffix}"
-        if base:
-            assert base in {ast.unparse(b) for b in classes[module + suffix].bases}
+        assert base in {ast.unparse(b) for b in classes[module + suffix].bases}
     # Slicer names a widget's module after its class ("<module>Widget"); the shared base
     # loads "UI/<module>.ui" from that name.
-    assert "ScriptedLoadableModuleWidget" in {ast.unparse(b) for b in shared.bases}
-    assert 'self.resourcePath(f"UI/{self.moduleName}.ui")' in _source("EDPSNFusion")
+    bases = {ast.unparse(b) for b in shared["EDPSNWidgetBase"].bases}
+    assert "ScriptedLoadableModuleWidget" in bases
+    assert "ScriptedLoadableModuleLogic" in {ast.unparse(b) for b in shared["EDPSNLogicBase"].bases}
+    assert 'self.resourcePath(f"UI/{self.moduleName}.ui")' in _gui_source()
     assert _ui(module).findtext("class") == module
+    assert len(_source(module).splitlines()) <= 450, f"{module}.py: move GUI helpers to EDPSNGui"
+
+
+@pytest.mark.parametrize("path", GUI_FILES, ids=lambda p: p.name)
+def test_gui_package_compiles_and_never_imports_a_module_file(path, tmp_path):
+    # Layers: the module files import EDPSNGui, EDPSNGui imports EDPSNLib; never upwards.
+    py_compile.compile(str(path), cfile=str(tmp_path / "x.pyc"), doraise=True)
+    roots = set()
+    for node in ast.walk(_gui_tree(path)):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    assert not roots & set(MODULES), (
+        f"EDPSNGui/{path.name} imports the module file {roots & set(MODULES)}"
+    )
+    assert len(path.read_text().splitlines()) <= 400
+    assert GUI_FILES and (GUI / "__init__.py") in GUI_FILES
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_self_ui_name_is_a_widget_of_the_ui_file(module):
     own = set().union(*(_ui_names(c) for c in _classes(_tree(module)).values()))
-    shared = _ui_names(_classes(_tree("EDPSNFusion"))["EDPSNWidgetBase"])  # used by both modules
-    assert own and shared <= own | shared
+    shared = set().union(*(_ui_names(_gui_tree(path)) for path in GUI_FILES))  # both modules
+    assert own and {"progressBar", "statusLabel", "logTextEdit"} <= shared
     missing = (own | shared) - set(_widgets(_ui(module)))
     assert not missing, f"{module}.py uses widgets missing from {module}.ui: {sorted(missing)}"
 
@@ -171,6 +203,45 @@ def test_every_bound_widget_is_a_parameter_of_a_connectable_type(module):
             bound[param] = name
     assert len(bound) == len(set(bound.values())), "a parameter is bound to two widgets"
     assert len(bound) >= 8
+
+
+#: Methods of a @parameterNodeWrapper object (not parameters).
+WRAPPER_METHODS = {"getValue", "setValue", "connectGui", "disconnectGui"}
+
+
+def _parameter_uses(tree: ast.AST) -> set[tuple[str, int]]:
+    """Parameter names a file uses: ``p.NAME``, ``self._parameterNode.NAME`` and literal
+    ``getValue("NAME")`` / ``setValue("NAME", ...)`` (names built at run time are not seen)."""
+    uses = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and ast.unparse(n.value) in ("p", "self._parameterNode"):
+            if n.attr not in WRAPPER_METHODS:
+                uses.add((n.attr, n.lineno))
+        if (
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr in ("getValue", "setValue") and n.args
+            and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)
+        ):  # fmt: skip
+            uses.add((n.args[0].value, n.lineno))
+    return uses
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_parameter_the_module_uses_exists(module):
+    fields = _parameters(_tree(module))
+    unknown = sorted(
+        (name, line) for name, line in _parameter_uses(_tree(module)) if name not in fields
+    )
+    assert not unknown, f"{module}.py uses parameters its parameter node lacks: {unknown}"
+
+
+def test_every_parameter_the_gui_package_uses_exists():
+    # The helpers take either module's parameter node as ``p``.
+    fields = set().union(*(_parameters(_tree(m)) for m in MODULES))
+    for path in GUI_FILES:
+        unknown = sorted(u for u in _parameter_uses(_gui_tree(path)) if u[0] not in fields)
+        assert not unknown, f"EDPSNGui/{path.name} uses unknown parameters: {unknown}"
+    assert _parameter_uses(_gui_tree(GUI / "training_plan.py"))  # the check sees them
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -202,9 +273,9 @@ def test_metadata_matches_the_extension_and_slicer_generic_tests():
     assert _module_info("EDPSNTraining")["dependencies"] == ["EDPSNFusion"]
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [*MODULES, *(f"EDPSNGui/{p.name}" for p in GUI_FILES)])
 def test_no_torch_and_no_numerical_code_in_the_gui_layer(module):
-    tree = _tree(module)
+    tree = _gui_tree(ROOT / "EDPSNFusion" / module) if "/" in module else _tree(module)
     top_imports = {
         a.name.split(".")[0]
         for n in tree.body
@@ -215,7 +286,8 @@ def test_no_torch_and_no_numerical_code_in_the_gui_layer(module):
         f"{module}.py imports {top_imports & NUMERICAL} at load time"
     )
     # numpy / torch / scipy only inside the self-test class (it builds its own test data there).
-    for cls in _classes(tree).values():
+    defs = (ast.ClassDef, ast.FunctionDef)
+    for cls in (n for n in tree.body if isinstance(n, defs)):
         if cls.name.endswith("Test"):
             continue
         for node in ast.walk(cls):
@@ -234,8 +306,8 @@ def test_no_torch_and_no_numerical_code_in_the_gui_layer(module):
 def test_core_modules_the_gui_loads_at_import_time_do_not_load_torch():
     # Slicer imports the module files at startup, before the PyTorch extension installed torch.
     lib_imports = set()
-    for module in MODULES:
-        for n in _tree(module).body:
+    for tree in [_tree(m) for m in MODULES] + [_gui_tree(path) for path in GUI_FILES]:
+        for n in tree.body:
             if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("EDPSNLib"):
                 if n.module == "EDPSNLib":
                     lib_imports |= {f"EDPSNLib.{a.name}" for a in n.names}

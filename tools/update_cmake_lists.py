@@ -1,6 +1,7 @@
 """Rewrite EDPSNFusion/CMakeLists.txt's SCRIPTS and default-model lists from the files on disk.
 
-Run after adding a Lib file or new default weights: .venv/bin/python tools/update_cmake_lists.py
+SCRIPTS: the module file, then the packages that ship beside it: EDPSNGui (GUI helpers of both
+modules) and EDPSNLib (the core). Run after adding a Lib or Gui file or new default weights: .venv/bin/python tools/update_cmake_lists.py
 (Testing/test_packaging.py fails until the lists match the disk.)
 """
 
@@ -21,17 +22,27 @@ def replace_list(text: str, name: str, entries: list[str]) -> str:
     return pattern.sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
 
 
+#: Python packages shipped inside the EDPSNFusion module folder, in SCRIPTS order.
+PACKAGES = ("EDPSNGui", "EDPSNLib")
+
+
+def package_files(name: str) -> list[str]:
+    """The .py files of one package folder beside EDPSNFusion.py (sorted names)."""
+    return sorted(p.name for p in (ROOT / "EDPSNFusion" / name).glob("*.py"))
+
+
 def main() -> None:
     cmake = ROOT / "EDPSNFusion" / "CMakeLists.txt"
-    lib = sorted(p.name for p in (ROOT / "EDPSNFusion" / "EDPSNLib").glob("*.py"))
+    packages = {name: package_files(name) for name in PACKAGES}
     models = sorted(p.name for p in (ROOT / "Resources" / "Models").iterdir() if p.is_file())
-    text = cmake.read_text()
-    text = replace_list(
-        text, "MODULE_PYTHON_SCRIPTS", ["${MODULE_NAME}.py", *(f"EDPSNLib/{n}" for n in lib)]
-    )
+    scripts = ["${MODULE_NAME}.py"]
+    for name, files in packages.items():
+        scripts += [f"{name}/{n}" for n in files]
+    text = replace_list(cmake.read_text(), "MODULE_PYTHON_SCRIPTS", scripts)
     text = replace_list(text, "EDPSN_DEFAULT_MODELS", models)
     cmake.write_text(text)
-    print(f"{cmake}: {len(lib)} Lib files, {len(models)} model files")
+    counts = ", ".join(f"{len(files)} {name} files" for name, files in packages.items())
+    print(f"{cmake}: {counts}, {len(models)} model files")
 
 
 if __name__ == "__main__":

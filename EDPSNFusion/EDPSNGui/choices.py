@@ -1,0 +1,72 @@
+"""The choices of the EDPSN parameter nodes (enum values are what a saved scene stores)."""
+
+import enum
+
+#: Colour maps of scalar PET/SPECT ("default": the modality's Harvard palette).
+COLORMAPS = ("default", "harvard-pet", "harvard-spect", "hot", "inferno", "viridis", "gray")
+
+
+class Modality(enum.Enum):
+    CT = "CT"
+    PET = "PET"
+    SPECT = "SPECT"
+
+
+class Registration(enum.Enum):
+    RIGID = "rigid"
+    AFFINE = "affine"
+    NONE = "none"
+
+    def label(self):
+        return "Already aligned" if self is Registration.NONE else self.value.capitalize()
+
+
+class Axis(enum.Enum):
+    AXIAL = "axial"
+    CORONAL = "coronal"
+    SAGITTAL = "sagittal"
+
+    def label(self):
+        return self.value.capitalize()
+
+
+class Device(enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+    def label(self):
+        return {"auto": "Auto (GPU when usable)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[self.value]
+
+
+class DataSource(enum.Enum):
+    HARVARD = "Harvard-layout folder"
+    CHAOS = "CHAOS folder"
+    SCENE = "Volumes in the scene"
+
+    def label(self):
+        return "MRI + moving volume in the scene" if self is DataSource.SCENE else self.value
+
+
+class Pair(enum.Enum):
+    MRI_CT = "MRI-CT"
+    MRI_PET = "MRI-PET"
+    MRI_SPECT = "MRI-SPECT"
+
+    def label(self):
+        return self.value
+
+    @property
+    def modality(self):
+        return self.value.split("-", 1)[1]
+
+
+class MrSequence(enum.Enum):
+    """The CHAOS MR series paired with the CTs (EDPSNLib.training_jobs.MR_SEQUENCES)."""
+
+    T2SPIR = "T2SPIR"
+    T1_IN_PHASE = "T1DUAL-InPhase"
+    T1_OUT_PHASE = "T1DUAL-OutPhase"
+
+    def label(self):
+        return self.value.replace("T1DUAL-", "T1-DUAL ").replace("Phase", " phase")
