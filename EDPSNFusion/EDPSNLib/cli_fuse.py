@@ -14,21 +14,20 @@ from .metrics import METRIC_NAMES
 VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``edpsn fuse``."""
-    from .fusion import AXES, MODALITIES
-    from .normalize import CT_WINDOWS
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """--mri, --moving, --modality: the volume pair (shared with ``edpsn prepare volumes``)."""
+    from .fusion import MODALITIES
 
     parser.add_argument("--mri", required=True, help="MRI volume: DICOM folder, NIfTI, NRRD or MHA")
     parser.add_argument("--moving", required=True, help="CT, PET or SPECT volume (same formats)")
     parser.add_argument("--modality", required=True, choices=MODALITIES)
-    parser.add_argument("--out", required=True, help="fused volume (.nrrd, .nii.gz, .mha)")
-    parser.add_argument(
-        "--regions", help="entropy region labelmap (0 background, 1 low, 2 mid, 3 high)"
-    )
-    parser.add_argument("--metrics", help="CSV of the seven metrics: volume, per region, per slice")
-    parser.add_argument("--transform", help="registration transform moving->MRI (.tfm)")
-    parser.add_argument("--register", default="rigid", choices=("rigid", "affine", "none"))
+
+
+def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Registration start, orientation, CT window, colour map and slicing axis (shared)."""
+    from .fusion import AXES
+    from .normalize import CT_WINDOWS
+
     parser.add_argument(
         "--init", default="auto", choices=("auto", "geometry", "moments", "identity"),
         help="start: auto = scanner coordinates if both share a frame of reference, else centres",
@@ -42,6 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--colormap", help="colour map for scalar PET/SPECT (default: the atlas's)")
     parser.add_argument("--axis", default="axial", choices=AXES)
+
+
+def add_series_arguments(parser: argparse.ArgumentParser) -> None:
+    """--suv, the DICOM series pickers and --json-progress (shared)."""
+    parser.add_argument("--suv", action="store_true", help="convert a PET DICOM series to SUV (bw)")
+    parser.add_argument(
+        "--mri-series", help="SeriesInstanceUID or description in a multi-series folder"
+    )
+    parser.add_argument(
+        "--moving-series", help="SeriesInstanceUID or description in a multi-series folder"
+    )
+    parser.add_argument(
+        "--json-progress", action="store_true", help="JSON lines on stdout (for Slicer)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``edpsn fuse``."""
+
+    add_input_arguments(parser)
+    parser.add_argument("--out", required=True, help="fused volume (.nrrd, .nii.gz, .mha)")
+    parser.add_argument(
+        "--regions", help="entropy region labelmap (0 background, 1 low, 2 mid, 3 high)"
+    )
+    parser.add_argument("--metrics", help="CSV of the seven metrics: volume, per region, per slice")
+    parser.add_argument("--transform", help="registration transform moving->MRI (.tfm)")
+    parser.add_argument("--register", default="rigid", choices=("rigid", "affine", "none"))
+    add_slicing_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--batch-size", type=int, help="slices per pass (default 4 on CPU, 16 on GPU)"
@@ -55,16 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: $EDPSN_MODELS or ~/.edpsn/models)",
     )
     parser.add_argument("--method", default="edpsn", help="edpsn, or a baseline for comparison")
-    parser.add_argument("--suv", action="store_true", help="convert a PET DICOM series to SUV (bw)")
-    parser.add_argument(
-        "--mri-series", help="SeriesInstanceUID or description in a multi-series folder"
-    )
-    parser.add_argument(
-        "--moving-series", help="SeriesInstanceUID or description in a multi-series folder"
-    )
-    parser.add_argument(
-        "--json-progress", action="store_true", help="JSON lines on stdout (for Slicer)"
-    )
+    add_series_arguments(parser)
 
 
 def parse_window(value: str) -> str | tuple[float, float]:

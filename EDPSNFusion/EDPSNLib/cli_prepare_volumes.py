@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from .cli_fuse import Reporter, _series, parse_window
+from .cli_fuse import (
+    Reporter,
+    _series,
+    add_input_arguments,
+    add_series_arguments,
+    add_slicing_arguments,
+    parse_window,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``edpsn prepare volumes`` (the Slicer module passes the same names)."""
-    from .fusion import AXES, MODALITIES
-    from .normalize import CT_WINDOWS
     from .volume_dataset import DEFAULT_TEST_GAP
 
-    parser.add_argument("--mri", required=True, help="MRI volume: DICOM folder, NIfTI, NRRD or MHA")
-    parser.add_argument("--moving", required=True, help="CT, PET or SPECT volume (same formats)")
-    parser.add_argument("--modality", required=True, choices=MODALITIES)
+    add_input_arguments(parser)
     parser.add_argument(
         "--out", required=True, metavar="DATASET", help="data set folder (created or added to)"
     )
@@ -25,19 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--register", default="rigid", choices=("rigid", "affine", "none"),
         help="none: the volumes are already aligned in world coordinates",
     )  # fmt: skip
-    parser.add_argument(
-        "--init", default="auto", choices=("auto", "geometry", "moments", "identity"),
-        help="start: auto = scanner coordinates if both share a frame of reference, else centres",
-    )  # fmt: skip
-    parser.add_argument(
-        "--orientation", default="header", choices=("header", "search"),
-        help="search also tries 180-degree turns (head-first vs feet-first scans)",
-    )  # fmt: skip
-    parser.add_argument("--axis", default="axial", choices=AXES)
-    parser.add_argument(
-        "--ct-window", default="brain", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
-    )
-    parser.add_argument("--colormap", help="colour map for scalar PET/SPECT (default: the atlas's)")
+    add_slicing_arguments(parser)
     parser.add_argument(
         "--test-fraction", type=float, default=0.0, metavar="F",
         help="hold out a contiguous middle block of this fraction of the slices as <case>-test",
@@ -49,16 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=int, metavar="N", help="pad each slice to a square and resample to N x N"
     )
-    parser.add_argument("--suv", action="store_true", help="convert a PET DICOM series to SUV (bw)")
-    parser.add_argument(
-        "--mri-series", help="SeriesInstanceUID or description in a multi-series folder"
-    )
-    parser.add_argument(
-        "--moving-series", help="SeriesInstanceUID or description in a multi-series folder"
-    )
-    parser.add_argument(
-        "--json-progress", action="store_true", help="JSON lines on stdout (for Slicer)"
-    )
+    add_series_arguments(parser)
 
 
 def train_command(root: str, pair: str, size: tuple[int, int]) -> str:
