@@ -63,6 +63,7 @@ class EDPSNTrainingParameterNode:
     sceneMri: VolumeNode
     sceneMoving: VolumeNode
     sceneRegistration: Registration = Registration.RIGID
+    sceneTestPercent: Annotated[int, WithinRange(0, 50)] = 15  # held-out block, before/after
     pair: Pair = Pair.MRI_PET
     baseWeights: str = ""  # a weights file, "" for a new network; synced with its combo by hand
     epochs: Annotated[int, WithinRange(1, 1000)] = 10
@@ -116,7 +117,8 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
                                ui.mrSequenceComboBox),
             DataSource.SCENE: (ui.sceneMriLabel, ui.sceneMriSelector, ui.sceneMovingLabel,
                                ui.sceneMovingSelector, ui.sceneRegistrationLabel,
-                               ui.sceneRegistrationComboBox),
+                               ui.sceneRegistrationComboBox, ui.sceneTestLabel,
+                               ui.sceneTestSpinBox),
         }  # fmt: skip
 
     def onParameterNodeModified(self, caller=None, event=None):

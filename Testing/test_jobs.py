@@ -388,6 +388,13 @@ def test_prepare_arguments_are_exact_and_parse_when_the_command_exists(tmp_path)
         ns = _parse(vol)
         assert (ns.mri, ns.moving, ns.modality, ns.case, ns.register, ns.json_progress) == (
             str(files["mri"]), str(files["moving"]), "SPECT", "MR_T2_1", "none", True)  # fmt: skip
+        assert ns.test_fraction == 0.0
+    held_out = prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="c",
+                                         test_fraction=0.15)  # fmt: skip
+    assert held_out[-2:] == ["--test-fraction", "0.15"] and _parse(held_out).test_fraction == 0.15
+    with pytest.raises(InputError, match="Held-out fraction"):
+        prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="c",
+                                  test_fraction=1.5)  # fmt: skip
 
 
 def test_case_names_from_node_names_are_accepted():

@@ -27,9 +27,7 @@ def sourceProblem(p, resume=False):
     pair, name = p.pair.value, p.outputName
     if p.source == DataSource.HARVARD:
         return training_jobs.check_training_inputs(p.dataFolder, pair, name)
-    if resume and training_jobs.is_prepared(
-        name
-    ):  # the data set is ready: its sources are not needed
+    if resume and training_jobs.is_prepared(name):  # data set ready: sources not needed
         return training_jobs.check_run_name(name)
     if p.source == DataSource.CHAOS:
         return training_jobs.check_chaos_inputs(p.chaosFolder, pair, name)
@@ -89,12 +87,14 @@ def prepareStep(p, s):
         args = training_jobs.prepare_volumes_arguments(
             mri=files["mri"], moving=files["moving"], modality=p.pair.modality, out=out,
             case=training_jobs.case_name(mri.GetName()), register=p.sceneRegistration.value,
+            test_fraction=p.sceneTestPercent / 100.0,
         )  # fmt: skip
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     source = {"source": "scene", "mri": mri.GetName(), "moving": moving.GetName(),
-              "register": p.sceneRegistration.value}  # fmt: skip
+              "register": p.sceneRegistration.value,
+              "test_fraction": p.sceneTestPercent / 100.0}  # fmt: skip
     message = f"Preparing training slices from {mri.GetName()} and {moving.GetName()}..."
     return Step(message, "Preparing", "EDPSNLib.cli", args, tmp=tmp), source
 

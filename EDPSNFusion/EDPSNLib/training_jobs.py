@@ -165,9 +165,10 @@ def prepare_chaos_arguments(
 
 def prepare_volumes_arguments(
     *, mri: str | Path, moving: str | Path, modality: str, out: str | Path, case: str,
-    register: str = "rigid",
+    register: str = "rigid", test_fraction: float = 0.0,
 ) -> list[str]:  # fmt: skip
-    """``edpsn prepare volumes`` arguments: one MRI + CT/PET/SPECT pair as training slices."""
+    """``edpsn prepare volumes`` arguments: one MRI + CT/PET/SPECT pair as training slices
+    (``test_fraction``: a middle block held out to score the weights before and after)."""
     if modality not in ("CT", "PET", "SPECT"):
         raise InputError(f"Unknown modality '{modality}'; choose CT, PET or SPECT.")
     if register not in REGISTRATIONS:
@@ -176,6 +177,10 @@ def prepare_volumes_arguments(
         raise InputError(f"Case name '{case}' must be letters, digits, '.', '_' or '-'.")
     args = ["prepare", "volumes", "--mri", mri, "--moving", moving, "--modality", modality,
             "--out", out, "--case", case, "--register", register, "--json-progress"]  # fmt: skip
+    if test_fraction:
+        if not 0.0 < test_fraction < 1.0:
+            raise InputError(f"Held-out fraction must be in [0, 1), got {test_fraction:g}.")
+        args += ["--test-fraction", repr(float(test_fraction))]
     return [str(a) for a in args]
 
 
