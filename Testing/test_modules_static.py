@@ -324,3 +324,30 @@ def test_core_modules_the_gui_loads_at_import_time_do_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"importing {sorted(lib_imports)} loads {out.stdout.strip()}"
+
+
+def test_every_core_attribute_the_gui_layer_uses_exists():
+    """``jobs.X``, ``training_jobs.X``, ``scene.X``... in the GUI files name real core objects
+    (a renamed or moved core function would otherwise fail only inside Slicer)."""
+    import importlib
+
+    files = [ROOT / m / f"{m}.py" for m in MODULES] + GUI_FILES
+    missing = []
+    for path in files:
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.asname or alias.name: f"EDPSNLib.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "EDPSNLib"
+            for alias in node.names
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in imported
+                and not hasattr(importlib.import_module(imported[node.value.id]), node.attr)
+            ):
+                missing.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert len(files) > 2, "no GUI files found"
+    assert not missing, missing
