@@ -88,7 +88,7 @@ def chaos_layout(
 ) -> tuple[str, Path]:
     """``("dicom", Train_Sets/<modality>)`` or ``("nifti", <root>/<CT|MR-seq>)`` for this data."""
     sequence = _check_args(modality, sequence)
-    base = Path(root).expanduser()
+    base = Path(root).expanduser().resolve()  # absolute: the pairing file records these paths
     if not base.is_dir():
         raise InputError(
             f"CHAOS folder {base} does not exist; give the folder holding Train_Sets (the "
