@@ -17,11 +17,12 @@ from slicer import vtkMRMLLinearTransformNode as TransformNode
 from slicer import vtkMRMLScalarVolumeNode as VolumeNode
 from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from EDPSNGui import runner, scene_io
 from EDPSNGui.choices import COLORMAPS, Axis, Device, Modality, Registration
 from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
+from EDPSNGui.selftest_base import EDPSNTestBase
 from EDPSNLib import jobs, scene
 from EDPSNLib.normalize import CT_WINDOWS
 
@@ -266,11 +267,8 @@ class EDPSNFusionLogic(EDPSNLogicBase):
         return scene_io.importFusionResults(p, done)
 
 
-class EDPSNFusionTest(ScriptedLoadableModuleTest):
+class EDPSNFusionTest(EDPSNTestBase):
     """Runs in Slicer on volumes it makes (no download); needs torch (PyTorch extension)."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         for test in (self.test_GuessModality, self.test_FuseSyntheticPair, self.test_Cancel):
@@ -281,11 +279,7 @@ class EDPSNFusionTest(ScriptedLoadableModuleTest):
         from EDPSNLib.methods import default_weights_path
         from EDPSNLib.synthetic import synthetic_mri_pet
 
-        logic = EDPSNFusionLogic()
-        try:
-            logic.setupPythonRequirements(askConfirmation=False)
-        except RuntimeError as exc:
-            self.skipTest(f"EDPSN's Python packages are not available: {exc}")
+        logic = self.requireSetup(EDPSNFusionLogic())
         mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()
         p = logic.getParameterNode()
         p.mriVolume = slicer.util.addVolumeFromArray(mri, ijkToRAS=mriMatrix, name="MRI")
@@ -297,15 +291,7 @@ class EDPSNFusionTest(ScriptedLoadableModuleTest):
         return logic, p
 
     def _wait(self, logic, timeout=600):
-        import time
-
-        events, deadline = [], time.time() + timeout
-        while logic.process is not None:
-            events += logic.poll()
-            slicer.app.processEvents()
-            time.sleep(0.1)
-            self.assertLess(time.time(), deadline, "the fusion did not finish in time")
-        return events
+        return self.waitForJob(logic, lambda: logic.process is not None, timeout, "the fusion")
 
     def test_GuessModality(self):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")

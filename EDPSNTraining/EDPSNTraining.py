@@ -8,10 +8,7 @@ them. Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.volume_metrics``
 subprocess: a volume takes tens of seconds. One job runs at a time.
 """
 
-import contextlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -23,12 +20,13 @@ from slicer import vtkMRMLPlotChartNode as ChartNode
 from slicer import vtkMRMLScalarVolumeNode as VolumeNode
 from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from EDPSNGui import scene_io, scoring, training_plan
 from EDPSNGui.choices import Axis, DataSource, Device, Modality, MrSequence, Pair, Registration
 from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
 from EDPSNGui.runner import StepChain
+from EDPSNGui.selftest_base import EDPSNTestBase
 from EDPSNLib import jobs, paths, scene, training_jobs
 
 
@@ -312,11 +310,8 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
             scene_io.setChart(self.params, f"{chart}Chart", x, series, f"EDPSN {chart}", x_label=xLabel)  # fmt: skip
 
 
-class EDPSNTrainingTest(ScriptedLoadableModuleTest):
+class EDPSNTrainingTest(EDPSNTestBase):
     """Runs in Slicer on data it makes (no download); needs torch (PyTorch extension)."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         tests = (self.test_SourceProblems, self.test_Evaluate, self.test_TrainTiny,
@@ -326,39 +321,13 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
             test()
 
     def _logic(self):
-        logic = EDPSNTrainingLogic()
-        try:
-            logic.setupPythonRequirements(askConfirmation=False)
-        except RuntimeError as exc:
-            self.skipTest(f"EDPSN's Python packages are not available: {exc}")
-        return logic
+        return self.requireSetup(EDPSNTrainingLogic())
 
     def _wait(self, logic, timeout):
-        import time
-
-        events, deadline = [], time.time() + timeout
-        while logic.isRunning():
-            events += logic.poll()
-            slicer.app.processEvents()
-            time.sleep(0.2)
-            self.assertLess(time.time(), deadline, "the job did not finish in time")
+        events = self.waitForJob(logic, logic.isRunning, timeout)
         ends = [e for e in events if e["event"] in ("results", "failed", "cancelled")]
         self.assertEqual(ends[-1]["event"], "results", str(ends))
         return events
-
-    @contextlib.contextmanager
-    def _userModels(self):
-        """A fresh user models folder for the test (EDPSN_MODELS), restored afterwards."""
-        folder = Path(tempfile.mkdtemp(dir=slicer.app.temporaryPath))
-        old = os.environ.get(paths.USER_MODELS_ENV)
-        os.environ[paths.USER_MODELS_ENV] = str(folder / "models")
-        try:
-            yield folder
-        finally:
-            if old is None:
-                os.environ.pop(paths.USER_MODELS_ENV, None)
-            else:
-                os.environ[paths.USER_MODELS_ENV] = old
 
     def test_SourceProblems(self):
         p = EDPSNTrainingLogic().getParameterNode()
@@ -397,7 +366,7 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         from EDPSNLib.synthetic import synthetic_harvard
 
         logic = self._logic()
-        with self._userModels() as folder:
+        with self.privateUserModels() as folder:
             p = logic.getParameterNode()
             p.source, p.pair = DataSource.HARVARD, Pair.MRI_PET
             p.dataFolder = synthetic_harvard(folder)
@@ -414,7 +383,7 @@ class EDPSNTrainingTest(ScriptedLoadableModuleTest):
         from EDPSNLib.synthetic import synthetic_mri_pet
 
         logic = self._logic()
-        with self._userModels() as folder:
+        with self.privateUserModels() as folder:
             mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()
             p = logic.getParameterNode()
             p.source, p.pair, p.sceneRegistration = (

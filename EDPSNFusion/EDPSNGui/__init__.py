@@ -9,5 +9,6 @@ because Slicer takes every top-level .py file of a module folder for a module.
 - ``python_setup``: torch through the PyTorch extension, other packages through pip;
 - ``runner``: ``PythonSlicer -m EDPSNLib...`` commands, one or several in a row, and cancel;
 - ``scene_io``: volumes exported for the commands, their results brought into the scene;
-- ``training_plan``: EDPSN Training's chain (prepare the data, score, train, score).
+- ``training_plan``: EDPSN Training's chain (prepare the data, score, train, score);
+- ``selftest_base``: the base class of both modules' in-Slicer self-tests.
 """

@@ -1,0 +1,53 @@
+"""What both modules' in-Slicer self-tests share: a clean scene, the Python requirements (or a
+skip), waiting for a background job while the GUI keeps running, a private user models folder.
+"""
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
+
+from EDPSNLib import paths
+
+
+class EDPSNTestBase(ScriptedLoadableModuleTest):
+    """Base of EDPSNFusionTest and EDPSNTrainingTest (run with Reload and Test, or ctest)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def requireSetup(self, logic):
+        """The logic with torch and the other packages installed; the test is skipped without."""
+        try:
+            logic.setupPythonRequirements(askConfirmation=False)
+        except RuntimeError as exc:
+            self.skipTest(f"EDPSN's Python packages are not available: {exc}")
+        return logic
+
+    def waitForJob(self, logic, running, timeout, what="the job"):
+        """Poll the logic's events while ``running()`` holds, keeping Slicer responsive."""
+        events, deadline = [], time.time() + timeout
+        while running():
+            events += logic.poll()
+            slicer.app.processEvents()
+            time.sleep(0.1)
+            self.assertLess(time.time(), deadline, f"{what} did not finish in time")
+        return events
+
+    @contextlib.contextmanager
+    def privateUserModels(self):
+        """A fresh user models folder (EDPSN_MODELS) for the test, restored afterwards."""
+        folder = Path(tempfile.mkdtemp(dir=slicer.app.temporaryPath))
+        old = os.environ.get(paths.USER_MODELS_ENV)
+        os.environ[paths.USER_MODELS_ENV] = str(folder / "models")
+        try:
+            yield folder
+        finally:
+            if old is None:
+                os.environ.pop(paths.USER_MODELS_ENV, None)
+            else:
+                os.environ[paths.USER_MODELS_ENV] = old
