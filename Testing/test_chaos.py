@@ -241,6 +241,13 @@ def test_pairing_writes_a_trainable_dataset_and_resumes(nifti_root: Path, tmp_pa
     assert again["pairs_kept"] == 2 and train[0].mri_path.stat().st_mtime_ns == stamp
     assert read_pairing_records(out)[0]["final_metric"] == phantom["final_metric"]
     one = ChaosOptions(size=64, test_pairs=0, threads=1)
+    # a smaller plan: the CHAOS case it no longer has leaves the set (images and split lines)
+    (tmp_path / "first.csv").write_text("ct_id,mr_id\n1,1\n")
+    notes: list[str] = []
+    prepare_chaos(nifti_root, out, one, pairing_file=tmp_path / "first.csv", warn=notes.append)
+    assert [e["case"] for e in read_manifest(out)["cases"]] == ["ct1_mr1"]
+    assert any("Removed case ct2_mr2" in n for n in notes)
+    assert not any((out / "MRI-CT" / "CT").glob("ct2_mr2_*.png"))
     only_bad = tmp_path / "bad.csv"
     only_bad.write_text("ct_id,mr_id\n3,2\n")
     with pytest.raises(InputError, match="No CHAOS pair could be used"):

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from .atomic import write_text_atomic
 from .chaos import ChaosPatient, read_chaos_volume, usable_chaos_patients
-from .dataset_writer import add_case, read_manifest, tissue_slices
+from .dataset_writer import add_case, read_manifest, remove_case, tissue_slices
 from .errors import InputError, RegistrationError
 from .normalize import normalize_mri, to_uint8, window_ct
 from .registration import ORIENTATIONS, RegistrationResult, register, resample_to
@@ -256,6 +256,12 @@ def prepare_chaos(
         add_case(out, PAIR, p.case, mr_u8, ct_u8, idx.tolist(), p.split, source)
         rows.append({**row, "status": "ok", "n_slices": len(idx), "slices": _slices_text(idx)})
         _write_rows(out, rows)
+    # CHAOS cases of an earlier plan that this one no longer has (e.g. fewer CTs, another
+    # pairing file) would otherwise stay in the set; other sources' cases are left alone.
+    for stale in sorted(set(done) - {p.case for p in plan}):
+        if done[stale].get("source", {}).get("dataset") == "CHAOS":
+            remove_case(out, PAIR, stale)
+            warn(f"Removed case {stale} of an earlier run: it is not in this pairing plan.")
     progress(len(plan), len(plan), "done")
     used = [r for r in rows if r["status"] in ("ok", "kept")]
     if not used:
