@@ -5,7 +5,7 @@ orientation search the pair needs, a held-out block of slices in the middle), th
 MRI-CT weights and the classical baselines scored on that block, a fine-tuning run from the
 default weights, and the fine-tuned weights scored on the same block.
 
-Run: .venv/bin/python benchmarks/bench_finetune_volume.py --epochs 12 --out runs/finetune_phantom
+Run: .venv/bin/python benchmarks/bench_finetune_volume.py --epochs 12 [--lr 5e-4] --out runs/finetune_phantom
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/finetune_phantom")
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
