@@ -353,3 +353,15 @@ def test_every_core_attribute_the_gui_layer_uses_exists():
                 missing.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
     assert len(files) > 2, "no GUI files found"
     assert not missing, missing
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_two_widgets_share_a_cell_of_a_form_or_grid_layout(module):
+    """Rows are numbered by hand in the .ui files: a duplicated (row, column) would stack two
+    widgets on top of each other in Slicer without any error."""
+    for layout in _ui(module).iter("layout"):
+        if layout.get("class") not in ("QFormLayout", "QGridLayout"):
+            continue
+        cells = [(item.get("row"), item.get("column")) for item in layout.findall("item")]
+        duplicated = {c for c in cells if cells.count(c) > 1}
+        assert not duplicated, f"{module}.ui layout {layout.get('name')}: cells {duplicated}"
