@@ -248,6 +248,12 @@ def test_pairing_writes_a_trainable_dataset_and_resumes(nifti_root: Path, tmp_pa
     assert [e["case"] for e in read_manifest(out)["cases"]] == ["ct1_mr1"]
     assert any("Removed case ct2_mr2" in n for n in notes)
     assert not any((out / "MRI-CT" / "CT").glob("ct2_mr2_*.png"))
+    # new settings under which the pair fails: its old slices must not stay in the set
+    air = ChaosOptions(size=64, test_pairs=0, threads=1, window=(5000.0, 10.0))  # CT all black
+    with pytest.raises(InputError, match="No CHAOS pair could be used"):
+        prepare_chaos(nifti_root, out, air, pairing_file=tmp_path / "first.csv")
+    assert read_manifest(out)["cases"] == [] and not any((out / "MRI-CT" / "MRI").iterdir())
+    assert (out / "splits" / "MRI-CT" / "train.txt").read_text() == ""
     only_bad = tmp_path / "bad.csv"
     only_bad.write_text("ct_id,mr_id\n3,2\n")
     with pytest.raises(InputError, match="No CHAOS pair could be used"):

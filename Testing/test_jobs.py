@@ -252,6 +252,10 @@ def test_training_inputs_are_checked_before_anything_starts(tmp_path):
     assert "pick a Harvard-layout folder" in check_training_inputs(tmp_path / "none", "MRI-CT", "x")
     for bad in ("", "../up", ".hidden", "a b", "a/b"):
         assert "Name the new weights" in check_training_inputs(root, "MRI-CT", bad)
+    # names the registry would refuse at the end of the training are refused before it
+    assert "not a usable model name" in check_training_inputs(root, "MRI-CT", "CON")
+    assert "not a usable model name" in check_training_inputs(root, "MRI-CT", "x" * 101)
+    assert "hide the shipped default" in check_training_inputs(root, "MRI-CT", "EDPSN_MRI-CT")
 
 
 def test_training_steps_score_train_and_score_again(tmp_path, monkeypatch):

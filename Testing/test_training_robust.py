@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -58,6 +59,20 @@ def test_cancel_file_stops_between_steps_and_a_stale_one_is_removed(tmp_path):
     assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"]) == (0, 2, 2)
     resumed = train(dataclasses.replace(cfg, resume=result.checkpoint))  # no file: runs to the end
     assert not resumed.cancelled and resumed.global_step == 4
+
+
+def test_cancel_file_written_while_the_run_starts_is_honoured(tmp_path):
+    # The GUI may press Cancel while `edpsn train` is still importing torch: the file is newer
+    # than the process (cancel_since), so it is a request, not a stale leftover.
+    since = time.time() - 5.0
+    flag = tmp_path / "cancel"
+    flag.touch()
+    events: list[dict] = []
+    cfg = TrainConfig(out=tmp_path / "run", cancel_file=flag, cancel_since=since, **SMALL)
+    result = train(cfg, progress=events.append)
+    assert result.cancelled and result.global_step == 0 and not flag.exists()
+    assert [e["event"] for e in events] == ["start", "cancelled"]
+    assert load_checkpoint(result.checkpoint)["global_step"] == 0
 
 
 def test_cli_cancel_file_exits_130_with_resume_hint(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,12 @@ def test_cli_end_to_end_and_bad_input(tmp_path, sample, capsys):
     assert main([*args[:-4], "--modality", "CT", "--case", "x"]) == 2
     assert "RGB" in capsys.readouterr().err
     assert "x" not in {e["case"] for e in read_manifest(out)["cases"]}
+    # the same file name from another exam must not replace the first case silently
+    (tmp_path / "other").mkdir()
+    shutil.copy(paths[0], tmp_path / "other" / paths[0].name)
+    other = [a if a != str(paths[0]) else str(tmp_path / "other" / paths[0].name) for a in args]
+    assert main(other) == 2 and "--case" in capsys.readouterr().err
+    assert main(args) == 0  # the same MRI again: replaces its own case, as documented
 
 
 def test_bad_inputs_have_clear_messages(tmp_path, sample):

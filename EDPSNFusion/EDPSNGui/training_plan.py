@@ -1,7 +1,7 @@
 """EDPSN Training's chain of commands: prepare the data set (from a CHAOS folder or the scene's
 MRI + moving volume pair), score the base weights, train, score the new weights.
 
-EDPSNLib.jobs builds every command line; this file picks them from the parameter node and
+EDPSNLib.training_jobs builds every command line; this file picks them from the parameter node and
 exports the scene pair. A prepared data set lives in the run folder, so a resumed run finds it
 and skips the preparation.
 """

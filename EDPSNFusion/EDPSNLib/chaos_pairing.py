@@ -248,6 +248,9 @@ def prepare_chaos(
         except (InputError, RegistrationError) as exc:
             reason = str(exc).replace("\n", " ")
             warn(f"Skipping pair {p.case} (CT {p.ct.id}, MR {p.mr.id}): {reason}")
+            if old is not None:  # its slices were made with other settings: not in the set now
+                remove_case(out, PAIR, p.case)
+                warn(f"Removed the earlier slices of {p.case} from the data set.")
             rows.append({**row, "status": "skipped", "reason": reason})
             _write_rows(out, rows)
             continue

@@ -31,18 +31,29 @@ _WHAT_TO_DO = (
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
-    """The global torch RNG states (CPU, and every CUDA device when training on CUDA)."""
+    """The global torch RNG states: CPU, and the training GPU's when training on CUDA.
+
+    Only the device's own generator is kept (not one per visible GPU), so a checkpoint
+    resumes on a machine with any number of GPUs.
+    """
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Inverse of :func:`rng_state`."""
+    """Inverse of :func:`rng_state`; a CPU checkpoint on CUDA (or back) restores the CPU state."""
     torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state.get("cuda"):
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # written by an earlier version: one state per GPU
+        if not cuda:
+            return
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        cuda = cuda[min(index, len(cuda) - 1)]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

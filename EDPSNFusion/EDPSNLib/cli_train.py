@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Any
 
+from . import IMPORTED_AT
 from .harvard import PAIR_NAMES
 from .losses import LossConfig
 from .metrics import METRIC_NAMES
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, init=args.init, seed=args.seed, vgg_weights=args.vgg_weights,
         max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
         max_val_images=args.max_val_images, select=args.select, cancel_file=args.cancel_file,
+        cancel_since=IMPORTED_AT,
         progress_bar=not args.json_progress, command=_command(args),
         model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
         loss=LossConfig(

@@ -63,6 +63,7 @@ class _Run:
         self.weights_path = self.out / (cfg.weights_name or f"EDPSN_{cfg.pair}.safetensors")
         self.last_path = self.out / tc.LAST_NAME
         self.cancel_file = Path(cfg.cancel_file).expanduser() if cfg.cancel_file else None
+        self.created = time.time()  # cancel files older than this are stale
         self.root = resolve_harvard_root(cfg.data)
         self.train_pairs = list_pairs(cfg.pair, "train", self.root)
         val_pairs = list_pairs(cfg.pair, "val", self.root)[: cfg.max_val_images or None]
@@ -88,7 +89,8 @@ class _Run:
         self.pending: TrainingError | None = None  # rank 0's write error, shared at the next sync
         self._build_model()
         if self.cancel_file is not None:  # a file there before we start is stale: remove it
-            removed = tc.remove_stale_cancel_file(self.cancel_file)
+            since = cfg.cancel_since if cfg.cancel_since is not None else self.created
+            removed = tc.remove_stale_cancel_file(self.cancel_file, since)
             # Also a barrier: no rank polls the file before every rank has cleared it.
             if dist.any_rank(ctx, [removed])[0]:
                 self.warnings.append(

@@ -56,9 +56,11 @@ class TrainConfig:
     progress_bar: bool = False
     command: str | None = None  # recorded in the weights' metadata
     weights_name: str | None = None  # default EDPSN_<pair>.safetensors
-    # When this file appears, training stops between two steps like on SIGINT. A file already
-    # present at start is stale (e.g. from a GUI's earlier cancel): it is removed, with a warning.
+    # When this file appears, training stops between two steps like on SIGINT. A file written
+    # before ``cancel_since`` (epoch seconds; None: when the run is set up) is stale, e.g. from
+    # a GUI's earlier cancel: it is removed, with a warning.
     cancel_file: str | Path | None = None
+    cancel_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (paths as strings, loss weights as a dict)."""
@@ -140,9 +142,13 @@ def score(entry: dict[str, Any], select: str) -> float:
     return -value if select == "loss" else value
 
 
-def remove_stale_cancel_file(path: Path) -> bool:
-    """Delete a cancel file present before training starts (True if there was one)."""
-    if not path.is_file():
+def remove_stale_cancel_file(path: Path, since: float) -> bool:
+    """Delete a cancel file written before ``since`` (True if there was one); a newer one is a
+    cancel asked for while the run was starting, and stays."""
+    try:
+        if not path.is_file() or path.stat().st_mtime >= since:
+            return False
+    except FileNotFoundError:
         return False
     try:
         path.unlink(missing_ok=True)  # another rank may have removed it first

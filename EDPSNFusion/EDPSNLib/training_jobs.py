@@ -85,9 +85,18 @@ def check_training_inputs(data: str | Path, pair: str, name: str) -> str | None:
 
 
 def check_run_name(name: str) -> str | None:
-    """Why ``name`` cannot name a run and its weights (None when it can)."""
+    """Why ``name`` cannot name a run and its weights (None when it can): checked up front with
+    the registry's own rule, so a finished training never fails at its install step."""
+    from .registry import check_name
+
     if not _RUN_NAME.fullmatch(name or ""):
         return "Name the new weights with letters, digits, '-', '_' and '.' only."
+    if name.startswith("EDPSN_MRI-"):
+        return f"'{name}' would hide the shipped default weights; choose another name."
+    try:
+        check_name(name)
+    except InputError as exc:
+        return str(exc)
     return None
 
 

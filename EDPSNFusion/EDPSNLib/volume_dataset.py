@@ -78,6 +78,11 @@ def test_case_name(case: str) -> str:
     return f"{case}-test"
 
 
+def _same_file(a: str | None, b: str | None) -> bool:
+    """True when two recorded input paths name the same file or folder."""
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
 def case_name_from_path(path: str | os.PathLike) -> str:
     """A case name from a volume file or DICOM folder name: 'sub-01_T1w.nii.gz' -> 'sub-01_T1w'."""
     name = Path(path).name
@@ -282,14 +287,23 @@ def prepare_volume_pair(
     check_modality(mov_vol, modality)
     if size is not None and size < 16:
         raise InputError(f"--size must be at least 16 pixels, got {size}.")
-    if case is None:
+    derived = case is None
+    if derived:
         case = case_name_from_path(mri_vol.path or "case")
     check_case_name(case)
     if register not in ("rigid", "affine", "none"):
         raise InputError(f"Unknown registration '{register}'; choose rigid, affine or none.")
     pair = f"MRI-{modality}"
     root = Path(out).expanduser()
-    read_manifest(root)  # a damaged or foreign dataset.json stops us before the registration
+    manifest = read_manifest(root)  # a damaged or foreign dataset.json stops us early
+    if derived:  # 'patA/T1' and 'patB/T1' both give 'T1': never replace another exam silently
+        for e in manifest["cases"]:
+            other = e.get("source", {}).get("mri")
+            if e["pair"] == pair and e["case"] == case and not _same_file(other, mri_vol.path):
+                raise InputError(
+                    f"Case '{case}' (named after the MRI file) is already in {root}, made from "
+                    f"another MRI ({other}); give this one its own name with --case."
+                )
     opts = FusionOptions(
         modality=modality, register=register, init=init, orientation=orientation,
         ct_window=ct_window, colormap=colormap, axis=axis,
