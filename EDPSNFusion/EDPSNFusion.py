@@ -271,9 +271,7 @@ class EDPSNFusionTest(EDPSNTestBase):
     """Runs in Slicer on volumes it makes (no download); needs torch (PyTorch extension)."""
 
     def runTest(self):
-        for test in (self.test_GuessModality, self.test_FuseSyntheticPair, self.test_Cancel):
-            self.setUp()
-            test()
+        self.runTests(self.test_GuessModality, self.test_FuseSyntheticPair, self.test_Cancel)
 
     def _start(self):
         from EDPSNLib.methods import default_weights_path

@@ -225,9 +225,13 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         table = self._parameterNode.evalTable
         name = f"{table.GetName()}.csv"
         path = qt.QFileDialog.getSaveFileName(None, "Export metrics", name, "CSV (*.csv)")
+        if path and not path.lower().endswith(".csv"):
+            path += ".csv"  # the format is chosen by extension; some dialogs do not add it
         if path:
             with slicer.util.tryWithErrorDisplay("Could not write the CSV file.", waitCursor=True):
-                slicer.util.exportNode(table, path)
+                # properties={}: see scene_io.exportNodes; exportNode returns False on failure.
+                if not slicer.util.exportNode(table, path, properties={}):
+                    raise RuntimeError(f"{path} could not be written (see the log).")
 
 
 class EDPSNTrainingLogic(EDPSNLogicBase):
@@ -314,11 +318,8 @@ class EDPSNTrainingTest(EDPSNTestBase):
     """Runs in Slicer on data it makes (no download); needs torch (PyTorch extension)."""
 
     def runTest(self):
-        tests = (self.test_SourceProblems, self.test_Evaluate, self.test_TrainTiny,
-                 self.test_TrainFromScenePair)  # fmt: skip
-        for test in tests:
-            self.setUp()
-            test()
+        self.runTests(self.test_SourceProblems, self.test_Evaluate, self.test_TrainTiny,
+                      self.test_TrainFromScenePair)  # fmt: skip
 
     def _logic(self):
         return self.requireSetup(EDPSNTrainingLogic())
@@ -331,13 +332,14 @@ class EDPSNTrainingTest(EDPSNTestBase):
 
     def test_SourceProblems(self):
         p = EDPSNTrainingLogic().getParameterNode()
-        p.source, p.pair, p.chaosFolder = DataSource.CHAOS, Pair.MRI_PET, slicer.app.temporaryPath
+        tmp = Path(slicer.app.temporaryPath)  # a Path parameter accepts only Path values
+        p.source, p.pair, p.chaosFolder = DataSource.CHAOS, Pair.MRI_PET, tmp
         self.assertIn("MRI-CT pairs only", EDPSNTrainingLogic.sourceProblem(p))
         p.pair = Pair.MRI_CT
         self.assertIsNone(EDPSNTrainingLogic.sourceProblem(p))
         p.source = DataSource.SCENE
         self.assertIn("Select the MRI volume", EDPSNTrainingLogic.sourceProblem(p))
-        p.source, p.dataFolder = DataSource.HARVARD, Path(slicer.app.temporaryPath) / "nothing"
+        p.source, p.dataFolder = DataSource.HARVARD, tmp / "nothing"
         self.assertIn("pick a Harvard-layout folder", EDPSNTrainingLogic.sourceProblem(p))
 
     def test_Evaluate(self):

@@ -1,4 +1,8 @@
-"""The choices of the EDPSN parameter nodes (enum values are what a saved scene stores)."""
+"""The choices of the EDPSN parameter nodes.
+
+A saved scene stores an enum parameter by its member name (parameterNodeWrapper's
+EnumSerializer), so renaming a member breaks saved scenes; the values are what the commands get.
+"""
 
 import enum
 

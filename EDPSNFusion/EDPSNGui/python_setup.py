@@ -35,7 +35,13 @@ def setupPythonRequirements(log, askConfirmation=True):
         constraints.write_text(requirements.constraints_text())
         pydeps = pipModule()
         if pydeps is not None:  # check, ask, install with progress, offer a restart
-            pydeps.pip_ensure(missing, requester="EDPSN", constraints=str(constraints))
+            from packaging.requirements import Requirement  # pip_ensure's own dependency
+
+            # Requirement objects: slicer.pydeps.pip_ensure takes only those (not strings).
+            pydeps.pip_ensure(
+                [Requirement(spec) for spec in missing], constraints=str(constraints),
+                prompt_install=askConfirmation, requester="EDPSN",
+            )  # fmt: skip
         else:
             slicer.util.pip_install(["-c", str(constraints), *missing])
     if requirements.missing_requirements():

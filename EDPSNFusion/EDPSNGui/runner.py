@@ -47,7 +47,9 @@ def startProcess(module, args, grace_s=10.0):
 def deviceReport(device):
     """EDPSNLib.device_info's report, asked in a subprocess (no CUDA context in Slicer)."""
     proc = startProcess("EDPSNLib.device_info", ["--device", device])
-    proc.wait(timeout=180)
+    deadline = time.monotonic() + 180.0  # importing torch with CUDA can take a while
+    while proc.wait(timeout=0.05) is None and time.monotonic() < deadline:
+        slicer.app.processEvents()  # the GUI stays responsive while torch starts
     reports = [e for e in proc.poll() if e["event"] == "device"]
     if not reports:
         proc.cancel(grace_s=0)

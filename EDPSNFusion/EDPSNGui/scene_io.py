@@ -33,7 +33,9 @@ def exportNodes(nodes, files):
         if node is None:
             continue
         # world=True hardens a parent transform on a temporary copy: the input is untouched.
-        slicer.util.exportNode(node, str(files[key]), world=True)
+        # A fresh properties dict each call: exportNode stores the file format it picked in
+        # its (mutable, shared) default dict, which would force that format on later exports.
+        slicer.util.exportNode(node, str(files[key]), properties={}, world=True)
         if not files[key].is_file():
             raise RuntimeError(f"Could not write {node.GetName()} to {files[key]}.")
 
