@@ -28,7 +28,7 @@ from EDPSNLib.jobs import (
     weights_choices,
 )
 from EDPSNLib.metrics import METRIC_NAMES
-from EDPSNLib.paths import data_root, repo_root
+from EDPSNLib.paths import data_root, harvard_root, repo_root
 from EDPSNLib.process import BackgroundProcess, child_environment, module_command
 from EDPSNLib.synthetic import synthetic_harvard, synthetic_mri_pet
 from EDPSNLib.training_jobs import (
@@ -40,7 +40,6 @@ from EDPSNLib.training_jobs import (
     comparison_rows,
     dataset_folder,
     evaluate_arguments,
-    harvard_folder,
     install_weights,
     is_prepared,
     mark_prepared,
@@ -122,7 +121,7 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
         "w.safetensors",
         True,
     )
-    assert harvard_folder(tmp_path / "harvard") == tmp_path / "harvard" == harvard_folder(tmp_path)
+    assert harvard_root(tmp_path / "harvard") == tmp_path / "harvard" == harvard_root(tmp_path)
 
 
 def test_score_arguments_and_metrics_csv_round_trip(tmp_path):
@@ -242,7 +241,7 @@ def test_the_fusion_the_module_starts_runs_and_lands_on_the_mri_grid(tmp_path):
 
 
 def test_real_data_folder_is_the_default_harvard_root():
-    assert harvard_folder(data_root()) == data_root() / "harvard"
+    assert harvard_root(data_root()) == data_root() / "harvard"
 
 
 def test_training_inputs_are_checked_before_anything_starts(tmp_path):

@@ -73,11 +73,19 @@ def _check_slices(mri: np.ndarray, func: np.ndarray, pair: str, indices: Sequenc
         raise InputError("Cannot write training slices: " + "; ".join(problems) + ".")
 
 
-def _existing_size(root: Path, pair: str, case: str, manifest: dict[str, Any]) -> tuple | None:
-    for entry in manifest["cases"]:
-        if entry["pair"] == pair and entry["case"] != case:
-            return tuple(entry["size"])
-    return None
+def check_slice_size(
+    root: str | Path, pair: str, size: tuple[int, int], replacing: Sequence[str] = ()
+) -> None:
+    """Refuse (H, W) slices when the pair's other cases in the set (``replacing`` excepted)
+    have another size: one size per pair, so validation images stack."""
+    for e in read_manifest(root)["cases"]:
+        if e["pair"] == pair and e["case"] not in replacing and tuple(e["size"]) != tuple(size):
+            h, w = e["size"]
+            raise InputError(
+                f"These slices are {size[0]}x{size[1]} but case {e['case']} in {root} has "
+                f"{h}x{w}; prepare into another folder, or give every case the same --size "
+                f"(e.g. --size {h} here, if {e['case']} is square)."
+            )
 
 
 def add_case(
@@ -103,12 +111,7 @@ def add_case(
         raise InputError(f"Case {case} has no slices to write (no tissue slices were found).")
     _check_slices(mri, func, pair, indices)
     manifest = read_manifest(root)
-    size = _existing_size(root, pair, case, manifest)
-    if size is not None and size != mri.shape[1:]:
-        raise InputError(
-            f"Case {case} has {mri.shape[1]}x{mri.shape[2]} slices but the {pair} cases already in "
-            f"{root} are {size[0]}x{size[1]}; prepare it into another folder or with --size {size[0]}."
-        )
+    check_slice_size(root, pair, mri.shape[1:], replacing=(case,))
     old = next((e for e in manifest["cases"] if e["pair"] == pair and e["case"] == case), None)
     names = [slice_name(case, int(i)) for i in indices]
     folders = {"MRI": mri, functional_modality(pair): func}

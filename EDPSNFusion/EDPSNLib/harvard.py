@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
-from .paths import data_root
+from .paths import harvard_root
 
 #: The three modality pairs and the folder name of the functional image in each.
 PAIR_NAMES = ("MRI-CT", "MRI-PET", "MRI-SPECT")
@@ -29,14 +29,6 @@ class HarvardPair:
     pair: str
     mri_path: Path
     func_path: Path
-
-
-def harvard_root(root: str | Path | None = None) -> Path:
-    """The Harvard folder: ``root`` itself or its ``harvard/`` sub-folder; default ``data_root()/harvard``."""
-    if root is None:
-        return data_root() / "harvard"
-    path = Path(root).expanduser()
-    return path / "harvard" if (path / "harvard").is_dir() else path
 
 
 def functional_modality(pair: str) -> str:

@@ -24,6 +24,17 @@ def data_root() -> Path:
     return Path(env).expanduser() if env else repo_root().parent / "shared" / "data"
 
 
+def harvard_root(root: str | Path | None = None) -> Path:
+    """The Harvard folder: ``root`` itself or its ``harvard/`` sub-folder; default ``data_root()/harvard``.
+
+    Lives here, not in harvard.py, so the GUI's job builders use it without numpy or PIL.
+    """
+    if root is None:
+        return data_root() / "harvard"
+    path = Path(root).expanduser()
+    return path / "harvard" if (path / "harvard").is_dir() else path
+
+
 def default_models_dir() -> Path:
     """Folder of the shipped default weights (source tree or installed Slicer module)."""
     for candidate in (

@@ -15,13 +15,7 @@ from typing import Any
 from .atomic import write_text_atomic
 from .errors import InputError
 from .jobs import METRIC_NAMES
-from .paths import user_models_dir
-
-
-def harvard_folder(folder: str | Path) -> Path:
-    """A data folder as the user picks it: the Harvard folder itself or one holding ``harvard/``."""
-    root = Path(folder).expanduser()
-    return root / "harvard" if (root / "harvard").is_dir() else root
+from .paths import harvard_root, user_models_dir
 
 
 def train_arguments(
@@ -35,7 +29,7 @@ def train_arguments(
     args = ["train", "--pair", pair, "--out", out, "--epochs", epochs, "--batch-size", batch_size,
             "--lr", repr(float(lr)), "--crop", crop, "--device", device, "--json-progress"]  # fmt: skip
     if data is not None:
-        args += ["--data", harvard_folder(data)]
+        args += ["--data", harvard_root(data)]
     if resume is not None:
         args += ["--resume", resume]
     elif init is not None:
@@ -54,7 +48,7 @@ def evaluate_arguments(
     args = ["evaluate", "--pair", pair, "--split", "test", "--method", "edpsn", "--weights", weights,
             "--device", device, "--out", out, "--no-images"]  # fmt: skip
     if data is not None:
-        args += ["--data", harvard_folder(data)]
+        args += ["--data", harvard_root(data)]
     return [str(a) for a in args]
 
 
@@ -76,7 +70,7 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 def check_training_inputs(data: str | Path, pair: str, name: str) -> str | None:
     """Why ``edpsn train`` cannot start with this folder and output name (None when it can)."""
-    folder = harvard_folder(data)
+    folder = harvard_root(data)
     if not (folder / pair / "MRI").is_dir() or not (folder / "splits" / pair).is_dir():
         return (
             f"{folder} has no {pair}/MRI and splits/{pair} folders: pick a Harvard-layout folder."
@@ -229,7 +223,7 @@ def resumable(name: str) -> bool:
 
 def split_size(data: str | Path, pair: str, split: str = "test") -> int:
     """Number of names in ``splits/<pair>/<split>.txt`` of a data folder (0 when missing)."""
-    path = harvard_folder(data) / "splits" / pair / f"{split}.txt"
+    path = harvard_root(data) / "splits" / pair / f"{split}.txt"
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 

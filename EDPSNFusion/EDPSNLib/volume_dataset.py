@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .dataset_writer import add_case, check_case_name, read_manifest, remove_case, tissue_slices
+from .dataset_writer import (
+    add_case,
+    check_case_name,
+    check_slice_size,
+    read_manifest,
+    remove_case,
+    tissue_slices,
+)
 from .errors import InputError
 from .fusion import (
     AXES,
@@ -243,18 +250,6 @@ def _slices(
     return np.concatenate(keep), np.concatenate(mri_out), np.concatenate(func_out)
 
 
-def _check_size(root: Path, pair: str, cases: set[str], size: tuple[int, int]) -> None:
-    """Refuse before anything is written when other cases of the pair have another slice size."""
-    for e in read_manifest(root)["cases"]:
-        if e["pair"] == pair and e["case"] not in cases and tuple(e["size"]) != size:
-            h, w = e["size"]
-            raise InputError(
-                f"This pair gives {size[0]}x{size[1]} slices but case {e['case']} in {root} has "
-                f"{h}x{w}; prepare into another folder, or give every case the same --size "
-                f"(e.g. --size {h} here, if {e['case']} is square)."
-            )
-
-
 def prepare_volume_pair(
     mri: Volume | str | os.PathLike,
     moving: Volume | str | os.PathLike,
@@ -359,7 +354,7 @@ def prepare_volume_pair(
         },
     }  # fmt: skip
     test_name = test_case_name(case)
-    _check_size(root, pair, {case, test_name}, hw)
+    check_slice_size(root, pair, hw, replacing=(case, test_name))  # before anything is written
     remove_case(root, pair, test_name)  # first: its old size must not block the new case
     say(f"Writing {len(train_pos)} train and {len(test_pos)} test slices of {case} to {root}")
     train = add_case(
