@@ -142,9 +142,9 @@ def weights_choices(pair: str) -> list[tuple[str, str]]:
     """(label, value) of every model a user can pick for a pair: the default weights, the valid
     models of the registry made for this pair (by file path, so the subprocess finds the same
     file whatever its environment), and the classical baselines (value ``method:NAME``)."""
-    from .registry import list_models
+    from .registry import list_models, weights_file
 
-    default = default_models_dir() / f"EDPSN_{pair}.safetensors"
+    default = weights_file(default_models_dir(), pair)
     state = "" if default.is_file() else " (not installed)"
     choices = [(f"Default EDPSN weights for {pair}{state}", "")]
     for e in list_models(pair):

@@ -24,7 +24,9 @@ def method_names() -> list[str]:
 
 def default_weights_path(pair: str) -> Path:
     """The shipped default weights of a modality pair, e.g. ``Resources/Models/EDPSN_MRI-PET``."""
-    return default_models_dir() / f"EDPSN_{pair}.safetensors"
+    from .registry import weights_file
+
+    return weights_file(default_models_dir(), pair)
 
 
 def resolve_weights(

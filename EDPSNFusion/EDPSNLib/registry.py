@@ -62,8 +62,14 @@ class ModelEntry:
 
 
 def default_name(pair: str) -> str:
-    """Name of the shipped default weights of a pair, e.g. ``EDPSN_MRI-PET``."""
+    """Name of the shipped default weights of a pair, e.g. ``EDPSN_MRI-PET``; a training run
+    names its best weights the same way (``<out>/EDPSN_<pair>.safetensors``)."""
     return f"EDPSN_{pair}"
+
+
+def weights_file(folder: str | os.PathLike, pair: str) -> Path:
+    """``<folder>/EDPSN_<pair>.safetensors``: the defaults folder, or a training run's."""
+    return Path(folder) / f"{default_name(pair)}{WEIGHTS_SUFFIX}"
 
 
 def check_name(name: str) -> str:

@@ -35,6 +35,7 @@ from .harvard import list_pairs, load_pairs
 from .losses import LOSS_TERMS, FusionLoss, luminance
 from .paths import data_root
 from .perceptual import build_extractor
+from .registry import weights_file
 from .training_config import TrainConfig, TrainResult, resolve_device, resolve_harvard_root
 from .training_report import (
     append_jsonl,
@@ -60,7 +61,7 @@ class _Run:
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.out / tc.CHECKPOINT_NAME
-        self.weights_path = self.out / (cfg.weights_name or f"EDPSN_{cfg.pair}.safetensors")
+        self.weights_path = self.out / (cfg.weights_name or weights_file(".", cfg.pair).name)
         self.last_path = self.out / tc.LAST_NAME
         self.cancel_file = Path(cfg.cancel_file).expanduser() if cfg.cancel_file else None
         self.created = time.time()  # cancel files older than this are stale

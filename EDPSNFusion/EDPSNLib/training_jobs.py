@@ -16,6 +16,7 @@ from .atomic import write_text_atomic
 from .errors import InputError
 from .jobs import METRIC_NAMES
 from .paths import harvard_root, user_models_dir
+from .registry import check_name, install_model, weights_file
 
 
 def train_arguments(
@@ -81,8 +82,6 @@ def check_training_inputs(data: str | Path, pair: str, name: str) -> str | None:
 def check_run_name(name: str) -> str | None:
     """Why ``name`` cannot name a run and its weights (None when it can): checked up front with
     the registry's own rule, so a finished training never fails at its install step."""
-    from .registry import check_name
-
     if not _RUN_NAME.fullmatch(name or ""):
         return "Name the new weights with letters, digits, '-', '_' and '.' only."
     if name.startswith("EDPSN_MRI-"):
@@ -121,9 +120,7 @@ def training_steps(
     )  # fmt: skip
     steps.append(("Resuming the training..." if resume else "Training...", train))
     if score:
-        after = evaluate_arguments(
-            weights=run / f"EDPSN_{pair}.safetensors", out=run / "after", **common
-        )
+        after = evaluate_arguments(weights=weights_file(run, pair), out=run / "after", **common)
         steps.append(("Scoring the new weights on the test split...", after))
     return steps
 
@@ -229,9 +226,7 @@ def split_size(data: str | Path, pair: str, split: str = "test") -> int:
 
 def install_weights(name: str, pair: str) -> Path:
     """Install a run's best weights as the user model ``name`` (checked, then copied atomically)."""
-    from .registry import install_model
-
-    source = run_folder(name) / f"EDPSN_{pair}.safetensors"
+    source = weights_file(run_folder(name), pair)
     if not source.is_file():
         raise InputError(f"The run '{name}' wrote no weights ({source}); train at least one epoch.")
     return install_model(source, name, overwrite=True)
