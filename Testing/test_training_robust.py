@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from helpers import torch_threads
 
 from EDPSNLib.checkpoint import load_checkpoint
 from EDPSNLib.cli import main
@@ -127,8 +128,10 @@ def test_full_disk_while_checkpointing_keeps_the_old_checkpoint(epoch_one, tmp_p
     assert log[-1]["event"] == "error" and "EFBIG" in log[-1]["message"]
     failed = [e["loss"] for e in log[log.index(next(e for e in log if e.get("resumed_from"))) :]
               if e["event"] == "step"]  # fmt: skip
-    # With space again, the kept checkpoint resumes and redoes epoch 2 exactly.
-    resumed = train(TrainConfig(out=out, resume=ckpt_path, **{**SMALL, "epochs": 2}))
+    # With space again, the kept checkpoint resumes and redoes epoch 2 exactly (same thread
+    # count as the subprocess: exact floats hold only between runs with the same count).
+    with torch_threads(1):
+        resumed = train(TrainConfig(out=out, resume=ckpt_path, **{**SMALL, "epochs": 2}))
     assert resumed.epochs_done == 2 and load_checkpoint(ckpt_path)["epoch"] == 2
     assert [s["loss"] for s in resumed.history["steps"] if s["epoch"] == 2] == failed
 
