@@ -24,6 +24,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# the layer contract of docs/design.md (pyproject.toml [tool.importlinter])
+	PYTHONPATH=EDPSNFusion $(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

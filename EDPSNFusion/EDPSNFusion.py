@@ -1,6 +1,6 @@
 """EDPSN Fusion: fuse an MRI with a CT, PET or SPECT volume of the scene (GUI only).
 
-The computing is ``edpsn fuse`` (EDPSNLib.cli_fuse) in a subprocess: see startFusion. The GUI
+The computing is ``edpsn fuse`` (EDPSNLib.cli.fuse) in a subprocess: see startFusion. The GUI
 code both EDPSN modules share is the EDPSNGui package beside this file.
 """
 
@@ -19,12 +19,12 @@ from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from EDPSNGui import runner, scene_io
+from EDPSNGui import mrml, runner, scene_io
 from EDPSNGui.choices import COLORMAPS, Axis, Device, Modality, Registration
 from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
 from EDPSNGui.selftest_base import EDPSNTestBase
-from EDPSNLib import jobs, scene
-from EDPSNLib.normalize import CT_WINDOWS
+from EDPSNLib.fusion.normalize import CT_WINDOWS
+from EDPSNLib.jobs import fuse as fuse_jobs
 
 
 class EDPSNFusion(ScriptedLoadableModule):
@@ -61,7 +61,7 @@ class EDPSNFusionParameterNode:
     axis: Axis = Axis.AXIAL
     device: Device = Device.AUTO
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
-    model: str = ""  # a jobs.weights_choices value, synced with modelComboBox by hand
+    model: str = ""  # a fuse_jobs.weights_choices value, synced with modelComboBox by hand
     createFused: bool = True
     createRegions: bool = True
     createMetrics: bool = True
@@ -113,7 +113,7 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
     def updateModelList(self):
         if self._parameterNode is not None:
             pair = self.logic.pair(self._parameterNode)
-            choices = jobs.weights_choices(pair)
+            choices = fuse_jobs.weights_choices(pair)
             self.fillComboBox(self.ui.modelComboBox, pair, choices, self._parameterNode.model)
             self.onModelSelected()
 
@@ -171,13 +171,13 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
         # Read the widgets: this slot can run before connectGui has updated the parameter node.
         labelmap, opacity = self.ui.regionSelector.currentNode(), self.ui.regionOpacitySlider.value
         if labelmap is not None:
-            scene.show_in_slice_views(label=labelmap, label_opacity=opacity)
+            mrml.show_in_slice_views(label=labelmap, label_opacity=opacity)
 
     def onConvertToSegmentation(self):
         with slicer.util.tryWithErrorDisplay("Could not convert the region map.", waitCursor=True):
             if not self._parameterNode.regionLabelmap:
                 raise ValueError("Select a region map first.")
-            scene.convert_labelmap_to_segmentation(self._parameterNode.regionLabelmap)
+            mrml.convert_labelmap_to_segmentation(self._parameterNode.regionLabelmap)
 
     def onShowMetrics(self):
         if self._parameterNode.metricsTable:
@@ -218,17 +218,17 @@ class EDPSNFusionLogic(EDPSNLogicBase):
         if not p.mriVolume or not p.movingVolume or p.mriVolume == p.movingVolume:
             raise ValueError("Select an MRI volume and a different CT, PET or SPECT volume.")
         tmp = Path(tempfile.mkdtemp(prefix="EDPSNFusion-", dir=slicer.app.temporaryPath))
-        files = jobs.fuse_files(tmp)
+        files = fuse_jobs.fuse_files(tmp)
         try:
             scene_io.exportNodes({"mri": p.mriVolume, "moving": p.movingVolume}, files)
         except Exception:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         colormap = None if p.colormap == "default" else p.colormap
-        job = jobs.FuseJob(p.modality.value, p.registration.value, p.ctWindow, colormap,
+        job = fuse_jobs.FuseJob(p.modality.value, p.registration.value, p.ctWindow, colormap,
                            p.axis.value, p.device.value, p.batchSize, p.model)  # fmt: skip
         self._run = {"params": p, "tmp": tmp, "done": None}
-        self.process = runner.startProcess("EDPSNLib.cli", jobs.fuse_arguments(job, files))
+        self.process = runner.startProcess("EDPSNLib.cli", fuse_jobs.fuse_arguments(job, files))
 
     def poll(self):
         """Events of the running fusion; before "exit" comes "results", "cancelled" or "failed"."""
@@ -274,8 +274,8 @@ class EDPSNFusionTest(EDPSNTestBase):
         self.runTests(self.test_GuessModality, self.test_FuseSyntheticPair, self.test_Cancel)
 
     def _start(self):
-        from EDPSNLib.methods import default_weights_path
-        from EDPSNLib.synthetic import synthetic_mri_pet
+        from EDPSNLib.data.synthetic import synthetic_mri_pet
+        from EDPSNLib.models.lookup import default_weights_path
 
         logic = self.requireSetup(EDPSNFusionLogic())
         mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()

@@ -4,7 +4,7 @@ A training is a chain of subprocesses (EDPSNGui.training_plan): ``edpsn prepare`
 is a CHAOS folder or the scene's MRI + moving volume pair (skipped when a resumed run's data set
 is ready), ``edpsn evaluate`` (base weights), ``edpsn train`` and ``edpsn evaluate`` (new
 weights); the new weights are then copied to the user models folder, where EDPSN Fusion lists
-them. Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.volume_metrics``, also a
+them. Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.fusion.scoring``, also a
 subprocess: a volume takes tens of seconds. One job runs at a time.
 """
 
@@ -22,12 +22,15 @@ from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from EDPSNGui import scene_io, scoring, training_plan
+from EDPSNGui import mrml, scene_io, scoring, training_plan
 from EDPSNGui.choices import Axis, DataSource, Device, Modality, MrSequence, Pair, Registration
 from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
 from EDPSNGui.runner import StepChain
 from EDPSNGui.selftest_base import EDPSNTestBase
-from EDPSNLib import jobs, paths, scene, training_jobs
+from EDPSNLib import paths
+from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.jobs import train as train_jobs
+from EDPSNLib.names import METRIC_NAMES
 
 
 class EDPSNTraining(ScriptedLoadableModule):
@@ -134,7 +137,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
             self.ui.evaluateButton.enabled = bool(p.evalFused and p.evalMri and p.evalMoving)
             self.ui.startButton.enabled = problem is None
             self.ui.startButton.toolTip = problem or "Start training; becomes Cancel while running."
-            resumable = resumeProblem is None and training_jobs.resumable(p.outputName)
+            resumable = resumeProblem is None and train_jobs.resumable(p.outputName)
             self.ui.resumeButton.enabled = resumable
         self.ui.exportCsvButton.enabled = bool(p.evalTable)
 
@@ -163,7 +166,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         startOver = (
             f"A training named '{p.outputName}' exists. Start it over (Resume continues it)?"
         )
-        exists = training_jobs.resumable(p.outputName)
+        exists = train_jobs.resumable(p.outputName)
         if exists and not resume and not slicer.util.confirmOkCancelDisplay(startOver):
             return
         self.ui.logTextEdit.clear()
@@ -242,7 +245,7 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
 
     def __init__(self):
         EDPSNLogicBase.__init__(self)
-        self.chain, self.curves = None, training_jobs.TrainingCurves()
+        self.chain, self.curves = None, train_jobs.TrainingCurves()
         self.params = None  # the parameter node of the running job (the GUI may leave the module)
         self.job = self._tmp = self._run = None  # "train"/"evaluate"; the scoring's files
 
@@ -267,14 +270,14 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
             raise ValueError(self.sourceProblem(p, resume))
         if self.isRunning():
             raise RuntimeError("A job is already running; wait for it or cancel it.")
-        run = training_jobs.run_folder(p.outputName)
-        if resume and not training_jobs.resumable(p.outputName):
+        run = train_jobs.run_folder(p.outputName)
+        if resume and not train_jobs.resumable(p.outputName):
             raise ValueError(f"There is no checkpoint or data set of '{p.outputName}' to resume.")
         if not resume and run.exists():
             shutil.rmtree(run)  # the user agreed to start this run over
         run.mkdir(parents=True, exist_ok=True)
         self.params, self.job = p, "train"
-        self.curves = training_jobs.TrainingCurves.from_log(
+        self.curves = train_jobs.TrainingCurves.from_log(
             run / "progress.jsonl"
         )  # resumed: old curves
         self.chain = training_plan.trainingChain(p, self.log, maxStepsPerEpoch).start()
@@ -343,9 +346,9 @@ class EDPSNTrainingTest(EDPSNTestBase):
         self.assertIn("pick a Harvard-layout folder", EDPSNTrainingLogic.sourceProblem(p))
 
     def test_Evaluate(self):
-        from EDPSNLib.fusion import FusionOptions, fuse_volumes
-        from EDPSNLib.synthetic import synthetic_mri_pet
-        from EDPSNLib.volume_metrics import volume_from_ijk_to_ras as volume
+        from EDPSNLib.data.synthetic import synthetic_mri_pet
+        from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes
+        from EDPSNLib.fusion.scoring import volume_from_ijk_to_ras as volume
 
         logic = self._logic()
         mri, mriMatrix, pet, petMatrix = synthetic_mri_pet()
@@ -354,18 +357,18 @@ class EDPSNTrainingTest(EDPSNTestBase):
         p = logic.getParameterNode()
         p.evalMri = slicer.util.addVolumeFromArray(mri, ijkToRAS=mriMatrix, name="MRI")
         p.evalMoving = slicer.util.addVolumeFromArray(pet, ijkToRAS=petMatrix, name="PET")
-        p.evalFused = scene.add_fused_volume(fusion.fused, mriMatrix, "fused")
+        p.evalFused = mrml.add_fused_volume(fusion.fused, mriMatrix, "fused")
         p.evalModality = Modality.PET
         logic.startEvaluation(p)
         self._wait(logic, timeout=300)
         self.assertEqual(p.evalTable.GetNumberOfRows(), 4 + int(fusion.tissue.sum()))
-        for k in jobs.METRIC_NAMES:  # the scores are the fusion's own (volume row first)
+        for k in METRIC_NAMES:  # the scores are the fusion's own (volume row first)
             value = slicer.util.arrayFromTableColumn(p.evalTable, k)[0]
             self.assertAlmostEqual(value, fusion.volume_metrics[k], places=4)
-        self.assertEqual(p.evalChart.GetNumberOfPlotSeriesNodes(), len(jobs.METRIC_NAMES))
+        self.assertEqual(p.evalChart.GetNumberOfPlotSeriesNodes(), len(METRIC_NAMES))
 
     def test_TrainTiny(self):
-        from EDPSNLib.synthetic import synthetic_harvard
+        from EDPSNLib.data.synthetic import synthetic_harvard
 
         logic = self._logic()
         with self.privateUserModels() as folder:
@@ -377,12 +380,12 @@ class EDPSNTrainingTest(EDPSNTestBase):
             logic.startTraining(p, maxStepsPerEpoch=2)
             self._wait(logic, timeout=900)
             weights = str(folder / "models" / "tiny.safetensors")
-            self.assertIn(weights, [v for _, v in jobs.weights_choices("MRI-PET")])
+            self.assertIn(weights, [v for _, v in fuse_jobs.weights_choices("MRI-PET")])
             self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)  # from scratch: no "before"
             self.assertEqual(len(logic.curves.epochs), 1)
 
     def test_TrainFromScenePair(self):
-        from EDPSNLib.synthetic import synthetic_mri_pet
+        from EDPSNLib.data.synthetic import synthetic_mri_pet
 
         logic = self._logic()
         with self.privateUserModels() as folder:
@@ -402,10 +405,10 @@ class EDPSNTrainingTest(EDPSNTestBase):
             self.assertEqual(
                 [e["label"] for e in events if e.get("label")][:2], ["Preparing", "Training"]
             )
-            self.assertTrue(training_jobs.is_prepared("scene"))
+            self.assertTrue(train_jobs.is_prepared("scene"))
             self.assertIn(
                 str(folder / "models" / "scene.safetensors"),
-                [v for _, v in jobs.weights_choices("MRI-PET")],
+                [v for _, v in fuse_jobs.weights_choices("MRI-PET")],
             )
             logic.startTraining(p, resume=True, maxStepsPerEpoch=2)  # no second preparation
             events = self._wait(logic, timeout=900)

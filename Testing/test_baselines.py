@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from EDPSNLib.baselines import (
+from EDPSNLib.errors import InputError
+from EDPSNLib.fusion.baselines import (
     BASELINES,
     collapse_laplacian,
     fuse_dwt,
@@ -20,8 +21,7 @@ from EDPSNLib.baselines import (
     laplacian_pyramid,
     pca_weights,
 )
-from EDPSNLib.color import split_luma
-from EDPSNLib.errors import InputError
+from EDPSNLib.network.color import split_luma
 from EDPSNLib.paths import data_root
 
 METHODS = sorted(BASELINES)

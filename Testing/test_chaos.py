@@ -18,25 +18,25 @@ import pytest
 import SimpleITK as sitk
 
 from EDPSNLib import cli
-from EDPSNLib.chaos import (
+from EDPSNLib.data.chaos import (
     check_chaos_patient,
     list_chaos_patients,
     read_chaos_volume,
     usable_chaos_patients,
 )
-from EDPSNLib.chaos_pairing import (
+from EDPSNLib.data.harvard import list_pairs, load_pair
+from EDPSNLib.errors import InputError
+from EDPSNLib.paths import data_root
+from EDPSNLib.training.chaos_pairing import (
     PAIRING_FILE,
     ChaosOptions,
     plan_pairs,
     prepare_chaos,
     read_pairing_records,
 )
-from EDPSNLib.dataset_writer import read_manifest
-from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair
-from EDPSNLib.paths import data_root
-from EDPSNLib.transforms import corner_points
-from EDPSNLib.volume_io import read_volume
+from EDPSNLib.training.dataset_writer import read_manifest
+from EDPSNLib.volume.io import read_volume
+from EDPSNLib.volume.transforms import corner_points
 
 CHAOS_MR = data_root() / "chaos" / "MR-T2SPIR"
 STS_CT = data_root() / "dicom" / "tcia_sts_001_petct" / "CT_crop"

@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 from EDPSNLib.atomic import atomic_path, check_output_path, write_text_atomic
-from EDPSNLib.color import merge_luma, rgb_to_luma, rgb_to_ycbcr, split_luma, ycbcr_to_rgb
+from EDPSNLib.color import rgb_to_luma
+from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair
+from EDPSNLib.network.color import merge_luma, rgb_to_ycbcr, split_luma, ycbcr_to_rgb
 from EDPSNLib.paths import DATA_ENV, data_root
 
 
@@ -79,7 +80,7 @@ def test_data_root_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_functional_range_and_uint8_conversion() -> None:
-    from EDPSNLib.normalize import functional_range, normalize_functional, rescale, to_uint8
+    from EDPSNLib.fusion.normalize import functional_range, normalize_functional, rescale, to_uint8
 
     pet = rgb_to_luma(_pet()) * 37.0  # a scalar "activity" volume with a real distribution
     lo, hi = functional_range(pet)

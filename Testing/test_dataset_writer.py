@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from EDPSNLib.dataset_writer import (
+from EDPSNLib.data.harvard import list_pairs, load_pair, load_pairs
+from EDPSNLib.errors import InputError
+from EDPSNLib.training.dataset_writer import (
     MANIFEST_NAME,
     add_case,
     dataset_summary,
     read_manifest,
     tissue_slices,
 )
-from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair, load_pairs
 
 
 @pytest.fixture(scope="module")

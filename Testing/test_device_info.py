@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from EDPSNLib.device_info import LOW_GPU_MEMORY, describe, device_report
-from EDPSNLib.process import BackgroundProcess, module_command
+from EDPSNLib.jobs.process import BackgroundProcess, module_command
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from EDPSNLib.checkpoint import load_checkpoint
-from EDPSNLib.distributed import DistContext, check_global_batch, rank_share
 from EDPSNLib.errors import InputError
-from EDPSNLib.training import TrainConfig, train
-from EDPSNLib.training_report import read_jsonl
+from EDPSNLib.training.checkpoint import load_checkpoint
+from EDPSNLib.training.distributed import DistContext, check_global_batch, rank_share
+from EDPSNLib.training.report import read_jsonl
+from EDPSNLib.training.trainer import TrainConfig, train
 
 #: Stated tolerance (docs/training.md): logged losses within 1e-5 relative, weights within 1e-6
 #: absolute. One Adam step moves a weight by ~lr = 1e-4, so a missed gradient average or a
@@ -83,7 +83,7 @@ _WORKER = """
 import json, os, sys
 import torch
 torch.set_num_threads(1)
-from EDPSNLib.training import TrainConfig, train
+from EDPSNLib.training.trainer import TrainConfig, train
 rank, polls = int(os.environ["RANK"]), [0]
 
 def cancel():  # only rank 1 asks, before its second step

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from EDPSNLib.edge import (
+from EDPSNLib.data.harvard import list_pairs, load_pair
+from EDPSNLib.errors import InputError
+from EDPSNLib.network.edge import (
     EdgeEnhancement,
     central_concentration_gradient,
     edge_enhance,
     hsi_to_rgb,
     rgb_to_hsi,
 )
-from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair
 
 
 def _functional_batch(pair: str, count: int = 3) -> torch.Tensor:

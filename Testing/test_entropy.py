@@ -11,7 +11,9 @@ from skimage.filters import threshold_multiotsu
 from skimage.filters.rank import entropy as rank_entropy
 
 from EDPSNLib.color import rgb_to_luma
-from EDPSNLib.entropy import (
+from EDPSNLib.data.harvard import list_pairs, load_pair
+from EDPSNLib.errors import InputError
+from EDPSNLib.network.entropy import (
     entropy_regions,
     entropy_source_image,
     local_entropy,
@@ -21,8 +23,6 @@ from EDPSNLib.entropy import (
     region_map,
     region_masks,
 )
-from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair
 
 FOOTPRINT = np.ones((3, 3), dtype=np.uint8)
 

@@ -11,10 +11,10 @@ import SimpleITK as sitk
 
 from EDPSNLib.cli import main
 from EDPSNLib.errors import InputError, RegistrationError
-from EDPSNLib.fusion import FusionOptions, fuse_volumes, metrics_rows, slice_axis
+from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes, metrics_rows, slice_axis
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
 from EDPSNLib.paths import repo_root
-from EDPSNLib.volume_io import Volume, read_volume
+from EDPSNLib.volume.io import Volume, read_volume
 
 SAMPLE = repo_root() / "Resources" / "Sample"
 

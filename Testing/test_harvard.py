@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from EDPSNLib.data.harvard import PAIR_NAMES, list_pairs, load_pair, load_pairs, split_names
 from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import PAIR_NAMES, list_pairs, load_pair, load_pairs, split_names
 from EDPSNLib.paths import data_root
 
 EXPECTED = {"MRI-CT": (184, 160, 24), "MRI-PET": (269, 245, 24), "MRI-SPECT": (357, 333, 24)}

@@ -11,27 +11,23 @@ import time
 import numpy as np
 import pytest
 
-from EDPSNLib import harvard
-from EDPSNLib.baselines import BASELINES
 from EDPSNLib.cli import build_parser
+from EDPSNLib.data import harvard
+from EDPSNLib.data.synthetic import synthetic_harvard, synthetic_mri_pet
 from EDPSNLib.errors import InputError
-from EDPSNLib.jobs import (
+from EDPSNLib.fusion.baselines import BASELINES
+from EDPSNLib.fusion.scoring import ijk_to_ras_matrix, volume_from_ijk_to_ras
+from EDPSNLib.jobs.fuse import (
     FuseJob,
     fuse_arguments,
     fuse_files,
     metric_rows,
-    metrics_csv_text,
-    read_metrics_csv,
     score_arguments,
     score_files,
-    slice_series,
     weights_choices,
 )
-from EDPSNLib.metrics import METRIC_NAMES
-from EDPSNLib.paths import data_root, harvard_root, repo_root
-from EDPSNLib.process import BackgroundProcess, child_environment, module_command
-from EDPSNLib.synthetic import synthetic_harvard, synthetic_mri_pet
-from EDPSNLib.training_jobs import (
+from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
+from EDPSNLib.jobs.train import (
     TrainingCurves,
     cancel_file,
     case_name,
@@ -53,8 +49,10 @@ from EDPSNLib.training_jobs import (
     train_arguments,
     training_steps,
 )
-from EDPSNLib.volume_io import read_volume, write_volume
-from EDPSNLib.volume_metrics import ijk_to_ras_matrix, volume_from_ijk_to_ras
+from EDPSNLib.metrics.table import metrics_csv_text, read_metrics_csv, slice_series
+from EDPSNLib.names import METRIC_NAMES
+from EDPSNLib.paths import data_root, harvard_root, repo_root
+from EDPSNLib.volume.io import read_volume, write_volume
 
 
 def _parse(args: list[str]):
@@ -164,7 +162,7 @@ def test_metric_rows_and_evaluation_summary(tmp_path):
 
 def _copy_default(pair: str, target) -> None:
     """A real shipped weights file and its sidecar, copied under another name."""
-    from EDPSNLib.methods import default_weights_path
+    from EDPSNLib.models.lookup import default_weights_path
 
     src = default_weights_path(pair)
     target.parent.mkdir(parents=True, exist_ok=True)

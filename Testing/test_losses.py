@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from scipy import ndimage
 
-from EDPSNLib.datasets import HarvardFusionDataset, epoch_batches
+from EDPSNLib.data.harvard import list_pairs
 from EDPSNLib.errors import InputError, WeightsError
-from EDPSNLib.harvard import list_pairs
-from EDPSNLib.losses import (
+from EDPSNLib.training.datasets import HarvardFusionDataset, epoch_batches
+from EDPSNLib.training.losses import (
     LOSS_TERMS,
     FusionLoss,
     LossConfig,
@@ -26,7 +26,7 @@ from EDPSNLib.losses import (
     sobel_gradients,
     sobel_magnitude,
 )
-from EDPSNLib.perceptual import (
+from EDPSNLib.training.perceptual import (
     build_extractor,
     random_conv_extractor,
     vgg16_extractor,

@@ -12,12 +12,13 @@ import torch
 from scipy.stats import entropy as scipy_entropy
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import EDPSNLib.metrics_local as ML
+import EDPSNLib.metrics.local as ML
+import EDPSNLib.metrics.maps as MM
 from EDPSNLib import metrics as M
 from EDPSNLib.color import rgb_to_luma
-from EDPSNLib.entropy import region_map
+from EDPSNLib.data.harvard import PAIR_NAMES, list_pairs, load_pairs
 from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import PAIR_NAMES, list_pairs, load_pairs
+from EDPSNLib.network.entropy import region_map
 from EDPSNLib.paths import repo_root
 
 
@@ -246,7 +247,7 @@ def test_regions_filter_once(
 
     monkeypatch.setattr(ML, "vif_maps", spy("vif", ML.vif_maps))
     monkeypatch.setattr(ML, "ssim_maps", spy("ssim", ML.ssim_maps))
-    monkeypatch.setattr(M.mm, "qabf_maps", spy("qabf", M.mm.qabf_maps))
+    monkeypatch.setattr(MM, "qabf_maps", spy("qabf", MM.qabf_maps))
     M.fusion_metrics_batch(mri, func, fused)
     once = dict(calls)
     M.fusion_metrics_regions(mri, func, fused, masks)
@@ -348,7 +349,7 @@ def test_filter_valid_equals_scipy_on_tiled_shapes(shape: tuple[int, int], strid
     """The banded VIF filter (tiled past 256 columns) equals a direct 2-D 'valid' correlation."""
     from scipy.signal import correlate2d
 
-    from EDPSNLib.metrics_filters import filter_valid, gaussian_kernel_1d
+    from EDPSNLib.metrics.filters import filter_valid, gaussian_kernel_1d
 
     rng = np.random.default_rng(7)
     x = rng.uniform(0, 255, size=shape)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from EDPSNLib.color import rgb_to_ycbcr
-from EDPSNLib.config import ARCHITECTURE, EDPSNConfig
-from EDPSNLib.edge import edge_enhance
-from EDPSNLib.entropy import region_map
+from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError
-from EDPSNLib.harvard import list_pairs, load_pair
-from EDPSNLib.model import EDPSN
+from EDPSNLib.network.color import rgb_to_ycbcr
+from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
+from EDPSNLib.network.edge import edge_enhance
+from EDPSNLib.network.entropy import region_map
+from EDPSNLib.network.model import EDPSN
 
 
 def _batch(pair: str, count: int = 2, crop: tuple[int, int] | None = None):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from EDPSNLib.errors import InputError
-from EDPSNLib.process import BackgroundProcess, child_environment, module_command, parse_line
+from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command, parse_line
 
 PY = sys.executable
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="checks POSIX process groups")

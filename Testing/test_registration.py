@@ -14,7 +14,8 @@ import SimpleITK as sitk
 
 from EDPSNLib.errors import InputError, RegistrationError
 from EDPSNLib.paths import data_root
-from EDPSNLib.registration import (
+from EDPSNLib.volume.io import Volume, read_volume
+from EDPSNLib.volume.registration import (
     _check,
     linear_parts,
     load_transform,
@@ -25,8 +26,7 @@ from EDPSNLib.registration import (
     save_transform,
     transform_points,
 )
-from EDPSNLib.transforms import corner_points
-from EDPSNLib.volume_io import Volume, read_volume
+from EDPSNLib.volume.transforms import corner_points
 
 VOLUMES = data_root() / "volumes"
 PHANTOM = VOLUMES / "mridir_porcine_phantom"

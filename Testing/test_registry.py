@@ -11,9 +11,9 @@ import pytest
 
 from EDPSNLib.cli import main
 from EDPSNLib.errors import InputError, WeightsError
-from EDPSNLib.methods import resolve_weights
-from EDPSNLib.paths import default_models_dir, repo_root
-from EDPSNLib.registry import (
+from EDPSNLib.fusion.slices import make_slice_fuser
+from EDPSNLib.models.lookup import resolve_weights
+from EDPSNLib.models.registry import (
     DEFAULT_PAIRS,
     check_name,
     find_model,
@@ -21,8 +21,8 @@ from EDPSNLib.registry import (
     list_models,
     remove_model,
 )
-from EDPSNLib.slice_fusion import make_slice_fuser
-from EDPSNLib.weights import load_weights, read_metadata
+from EDPSNLib.models.weights import load_weights, read_metadata
+from EDPSNLib.paths import default_models_dir, repo_root
 
 SAMPLE = repo_root() / "Resources" / "Sample"
 
@@ -243,8 +243,8 @@ def test_cli_fuse_looks_names_up_in_models_dir(
 
 
 def test_training_starts_from_a_model_named_in_the_registry(tmp_path, monkeypatch):
-    from EDPSNLib.training import TrainConfig, train
-    from EDPSNLib.weights import read_metadata
+    from EDPSNLib.models.weights import read_metadata
+    from EDPSNLib.training.trainer import TrainConfig, train
 
     monkeypatch.setenv("EDPSN_MODELS", str(tmp_path / "models"))
     cfg = dict(out=tmp_path / "run", pair="MRI-CT", epochs=1, batch_size=2, crop=64)

@@ -14,7 +14,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 import SimpleITK as sitk  # noqa: E402
 
-from EDPSNLib import harvard, scene  # noqa: E402
+from EDPSNGui import mrml as scene  # noqa: E402
+from EDPSNLib.data import harvard  # noqa: E402
 from EDPSNLib.errors import InputError  # noqa: E402
 
 N_SLICES = 6

@@ -11,16 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
-from EDPSNLib.checkpoint import load_checkpoint
 from EDPSNLib.cli import main
-from EDPSNLib.datasets import HarvardFusionDataset, augment_params, epoch_batches, to_tensor
+from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError, TrainingError
-from EDPSNLib.harvard import list_pairs, load_pair
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.models.weights import load_weights, read_metadata
 from EDPSNLib.paths import data_root
-from EDPSNLib.training import TrainConfig, train
-from EDPSNLib.training_report import read_jsonl
-from EDPSNLib.weights import load_weights, read_metadata
+from EDPSNLib.training.checkpoint import load_checkpoint
+from EDPSNLib.training.datasets import (
+    HarvardFusionDataset,
+    augment_params,
+    epoch_batches,
+    to_tensor,
+)
+from EDPSNLib.training.report import read_jsonl
+from EDPSNLib.training.trainer import TrainConfig, train
 
 SMALL = dict(pair="MRI-PET", epochs=2, batch_size=2, crop=64, max_steps_per_epoch=3,
              max_val_images=1, device="cpu", seed=0)  # fmt: skip

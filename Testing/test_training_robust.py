@@ -15,11 +15,11 @@ import pytest
 import torch
 from helpers import torch_threads
 
-from EDPSNLib.checkpoint import load_checkpoint
 from EDPSNLib.cli import main
 from EDPSNLib.errors import InputError
-from EDPSNLib.training import TrainConfig, train
-from EDPSNLib.training_report import read_jsonl
+from EDPSNLib.training.checkpoint import load_checkpoint
+from EDPSNLib.training.report import read_jsonl
+from EDPSNLib.training.trainer import TrainConfig, train
 
 SMALL = dict(pair="MRI-PET", epochs=1, batch_size=2, crop=64, max_steps_per_epoch=2,
              max_val_images=1, device="cpu", seed=0)  # fmt: skip

@@ -14,16 +14,16 @@ import SimpleITK as sitk
 from PIL import Image
 
 from EDPSNLib.cli import main
-from EDPSNLib.dataset_writer import dataset_summary, read_manifest
+from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError, RegistrationError
-from EDPSNLib.fusion import FusionOptions, fuse_volumes
-from EDPSNLib.harvard import list_pairs, load_pair
-from EDPSNLib.normalize import colormap_lut, to_uint8, window_ct
+from EDPSNLib.fusion.normalize import colormap_lut, to_uint8, window_ct
+from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes
+from EDPSNLib.fusion.slices import BaselineSliceFuser
 from EDPSNLib.paths import data_root, repo_root
-from EDPSNLib.registration import resample_to
-from EDPSNLib.slice_fusion import BaselineSliceFuser
-from EDPSNLib.volume_dataset import prepare_volume_pair, split_blocks
-from EDPSNLib.volume_io import Volume, read_volume
+from EDPSNLib.training.dataset_writer import dataset_summary, read_manifest
+from EDPSNLib.training.volume_dataset import prepare_volume_pair, split_blocks
+from EDPSNLib.volume.io import Volume, read_volume
+from EDPSNLib.volume.registration import resample_to
 
 SAMPLE = repo_root() / "Resources" / "Sample"
 PHANTOM = data_root() / "volumes" / "mridir_porcine_phantom"
@@ -199,8 +199,8 @@ def test_append_replace_and_size(tmp_path, sample):
 
 @pytest.mark.slow
 def test_prepared_set_trains(tmp_path, sample):
-    from EDPSNLib.training import TrainConfig, train
-    from EDPSNLib.weights import load_weights
+    from EDPSNLib.models.weights import load_weights
+    from EDPSNLib.training.trainer import TrainConfig, train
 
     data = tmp_path / "data"
     prep = prepare_volume_pair(*(_slab(v, 38, 12) for v in sample), "PET", data, "c25", "none",

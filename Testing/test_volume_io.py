@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from EDPSNLib.errors import InputError
 from EDPSNLib.paths import data_root
-from EDPSNLib.volume_io import Volume, read_volume, suv_factor, validate_volume, write_volume
+from EDPSNLib.volume.io import Volume, read_volume, suv_factor, validate_volume, write_volume
 
 VOLUMES = data_root() / "volumes"
 DICOM = data_root() / "dicom" / "tcia_sts_001_petct"

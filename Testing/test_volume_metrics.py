@@ -7,21 +7,21 @@ import pytest
 import SimpleITK as sitk
 from helpers import rotation_matrix
 
-from EDPSNLib import harvard
-from EDPSNLib.baselines import BASELINES
 from EDPSNLib.color import rgb_to_luma
+from EDPSNLib.data import harvard
 from EDPSNLib.errors import InputError
-from EDPSNLib.fusion import BACKGROUND_LEVEL, metrics_rows
-from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
-from EDPSNLib.normalize import normalize_mri
-from EDPSNLib.volume_io import read_volume
-from EDPSNLib.volume_metrics import (
+from EDPSNLib.fusion.baselines import BASELINES
+from EDPSNLib.fusion.normalize import normalize_mri
+from EDPSNLib.fusion.pipeline import BACKGROUND_LEVEL, metrics_rows
+from EDPSNLib.fusion.scoring import (
     ijk_to_ras_matrix,
     score_fused_volume,
     sitk_transform_from_ras,
     slice_series,
     volume_from_ijk_to_ras,
 )
+from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
+from EDPSNLib.volume.io import read_volume
 
 N_SLICES = 5
 
@@ -171,8 +171,8 @@ def test_inputs_that_do_not_match_are_refused_with_the_fix(case):
 def test_scoring_a_fusion_output_reproduces_its_own_metrics():
     # What the Evaluate section of EDPSN Training does with a volume EDPSN Fusion made: the
     # moving volume on its own (offset, coarser) grid, the fused one on the MRI's grid.
-    from EDPSNLib.fusion import FusionOptions, fuse_volumes
-    from EDPSNLib.synthetic import synthetic_mri_pet
+    from EDPSNLib.data.synthetic import synthetic_mri_pet
+    from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes
 
     mri, mri_m, pet, pet_m = synthetic_mri_pet()
     options = FusionOptions("PET", register="none", method="max", device="cpu")
@@ -195,12 +195,14 @@ def test_the_scoring_the_module_starts_writes_the_metrics_it_reads_back(tmp_path
     # the same BackgroundProcess; the moving volume is on its own grid and placed by a transform.
     import sys
 
-    from EDPSNLib import jobs
-    from EDPSNLib.fusion import FusionOptions, fuse_volumes
+    from EDPSNLib.data.synthetic import synthetic_mri_pet
+    from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes
+    from EDPSNLib.jobs import fuse as jobs
+    from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
+    from EDPSNLib.metrics.table import read_metrics_csv
+    from EDPSNLib.metrics.table import slice_series as table_slice_series
     from EDPSNLib.paths import repo_root
-    from EDPSNLib.process import BackgroundProcess, child_environment, module_command
-    from EDPSNLib.synthetic import synthetic_mri_pet
-    from EDPSNLib.volume_io import write_volume
+    from EDPSNLib.volume.io import write_volume
 
     mri, mri_m, pet, pet_m = synthetic_mri_pet()
     options = FusionOptions("PET", register="none", method="max", device="cpu")
@@ -216,23 +218,23 @@ def test_the_scoring_the_module_starts_writes_the_metrics_it_reads_back(tmp_path
     args = jobs.score_arguments(files, "PET", moving_to_mri=np.linalg.inv(shift), regions=False)
     env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
     proc = BackgroundProcess(
-        module_command(sys.executable, "EDPSNLib.volume_metrics", *args), env=env
+        module_command(sys.executable, "EDPSNLib.fusion.scoring", *args), env=env
     )
     assert proc.start().wait(timeout=300) == 0, proc.stderr_tail
     kinds = [e["event"] for e in proc.poll()]
     assert "progress" in kinds and "done" in kinds and kinds[-1] == "exit"
-    rows = jobs.read_metrics_csv(files["metrics"])
+    rows = read_metrics_csv(files["metrics"])
     assert rows[0]["scope"] == "volume"
     for k in METRIC_NAMES:
         assert rows[0][k] == pytest.approx(fusion.volume_metrics[k], abs=2e-6), k
-    x, series = jobs.slice_series(rows)
+    x, series = table_slice_series(rows)
     assert x == np.flatnonzero(fusion.tissue).tolist()
     np.testing.assert_allclose(series["VIF"], fusion.slice_metrics["VIF"][fusion.tissue], atol=2e-6)
     # A bad input is a clear error with exit code 2, and no CSV is left behind.
     files["metrics"].unlink()
     bad = jobs.score_arguments(files, "CT", regions=False)
     proc = BackgroundProcess(
-        module_command(sys.executable, "EDPSNLib.volume_metrics", *bad), env=env
+        module_command(sys.executable, "EDPSNLib.fusion.scoring", *bad), env=env
     )
     assert proc.start().wait(timeout=300) == 2
     assert "edpsn score: error: The fused volume should be a grey" in proc.stderr_tail

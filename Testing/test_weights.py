@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from EDPSNLib.config import ARCHITECTURE, EDPSNConfig
-from EDPSNLib.datasets import HarvardFusionDataset
+from EDPSNLib.data.harvard import list_pairs
 from EDPSNLib.errors import WeightsError
-from EDPSNLib.harvard import list_pairs
-from EDPSNLib.model import EDPSN
-from EDPSNLib.weights import load_weights, read_metadata, save_weights, sidecar_path
+from EDPSNLib.models.weights import load_weights, read_metadata, save_weights, sidecar_path
+from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
+from EDPSNLib.network.model import EDPSN
+from EDPSNLib.training.datasets import HarvardFusionDataset
 
 
 @pytest.fixture(scope="module")

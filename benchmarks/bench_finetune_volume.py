@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from EDPSNLib.baselines import BASELINES
-from EDPSNLib.dataset_writer import dataset_summary
-from EDPSNLib.evaluation import evaluate_method, summary_markdown
-from EDPSNLib.methods import default_weights_path
+from EDPSNLib.fusion.baselines import BASELINES
+from EDPSNLib.fusion.evaluation import evaluate_method, summary_markdown
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.models.lookup import default_weights_path
 from EDPSNLib.paths import data_root
-from EDPSNLib.training import TrainConfig, train
-from EDPSNLib.volume_dataset import prepare_volume_pair
+from EDPSNLib.training.dataset_writer import dataset_summary
+from EDPSNLib.training.trainer import TrainConfig, train
+from EDPSNLib.training.volume_dataset import prepare_volume_pair
 
 PAIR = "MRI-CT"
 

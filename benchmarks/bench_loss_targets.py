@@ -1,7 +1,7 @@
 """Metrics of the fixed fusions the loss pulls towards: a * max + (1 - a) * mean, beside the baselines.
 
 Run: ``.venv/bin/python benchmarks/bench_loss_targets.py MRI-PET`` (about 1-2 min on 2 cores).
-The table justifies the intensity weights of :class:`EDPSNLib.losses.LossConfig`.
+The table justifies the intensity weights of :class:`EDPSNLib.training.losses.LossConfig`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 
-from EDPSNLib.baselines import BASELINES, fuse_luminance
-from EDPSNLib.harvard import list_pairs, load_pairs
+from EDPSNLib.data.harvard import list_pairs, load_pairs
+from EDPSNLib.fusion.baselines import BASELINES, fuse_luminance
+from EDPSNLib.fusion.normalize import to_uint8
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_batch
-from EDPSNLib.normalize import to_uint8
 
 
 def blend_rule(alpha: float):  # noqa: ANN201

@@ -27,7 +27,7 @@ from scipy.stats import entropy as scipy_entropy
 from skimage.metrics import mean_squared_error, structural_similarity
 
 from EDPSNLib.color import rgb_to_luma
-from EDPSNLib.harvard import PAIR_NAMES, list_pairs, load_pairs
+from EDPSNLib.data.harvard import PAIR_NAMES, list_pairs, load_pairs
 from EDPSNLib.metrics import (
     METRIC_NAMES,
     fusion_metrics,
@@ -321,7 +321,7 @@ def regions_table(pair: str = "MRI-PET", repeat: int = 3) -> str:
     fusion_metrics_batch calls (one thread, wall-clock ms per pair, best of ``repeat``)."""
     import torch
 
-    from EDPSNLib.entropy import region_map
+    from EDPSNLib.network.entropy import region_map
 
     mri, func = load_pairs(list_pairs(pair, "test"))
     fused = (mri[..., None] + func.astype(np.float64)) / 2 if func.ndim == 4 else (mri + func) / 2

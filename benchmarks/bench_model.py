@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from EDPSNLib.config import ARCHITECTURE, EDPSNConfig
-from EDPSNLib.harvard import list_pairs, load_pairs
-from EDPSNLib.model import EDPSN
+from EDPSNLib.data.harvard import list_pairs, load_pairs
+from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
+from EDPSNLib.network.model import EDPSN
 
 VARIANTS = {
     "default": {},

@@ -26,7 +26,8 @@ from PIL import Image  # noqa: E402
 
 from EDPSNLib.errors import RegistrationError  # noqa: E402
 from EDPSNLib.paths import data_root  # noqa: E402
-from EDPSNLib.registration import (  # noqa: E402
+from EDPSNLib.volume.io import Volume, read_volume  # noqa: E402
+from EDPSNLib.volume.registration import (  # noqa: E402
     linear_parts,
     load_transform,
     mattes_mi,
@@ -36,8 +37,7 @@ from EDPSNLib.registration import (  # noqa: E402
     resample_to,
     transform_points,
 )
-from EDPSNLib.transforms import corner_points  # noqa: E402
-from EDPSNLib.volume_io import Volume, read_volume  # noqa: E402
+from EDPSNLib.volume.transforms import corner_points  # noqa: E402
 
 VOL = data_root() / "volumes"
 PHANTOM = VOL / "mridir_porcine_phantom"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from EDPSNLib.harvard import list_pairs, load_pairs
+from EDPSNLib.data.harvard import list_pairs, load_pairs
 
 STAGES = ("read", "register", "fuse", "metrics", "write")
 
@@ -49,8 +49,8 @@ def make_pair(n: int, folder: Path) -> tuple[Path, Path]:
 
 def child(mri_path: str, pet_path: str, method: str, device: str, out_dir: str) -> dict:
     """One end-to-end run; returns stage times and peak memory."""
-    from EDPSNLib.fusion import FusionOptions, fuse_volumes
-    from EDPSNLib.volume_io import Volume, read_volume, write_volume
+    from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes
+    from EDPSNLib.volume.io import Volume, read_volume, write_volume
 
     t0 = time.perf_counter()
     mri, pet = read_volume(mri_path), read_volume(pet_path)

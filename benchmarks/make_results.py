@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from EDPSNLib.baselines import BASELINES
-from EDPSNLib.evaluation import evaluate_method, summary_markdown, write_evaluations
-from EDPSNLib.harvard import PAIR_NAMES
+from EDPSNLib.data.harvard import PAIR_NAMES
+from EDPSNLib.fusion.baselines import BASELINES
+from EDPSNLib.fusion.evaluation import evaluate_method, summary_markdown, write_evaluations
 from EDPSNLib.metrics import METRIC_NAMES
 
 

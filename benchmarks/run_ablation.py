@@ -11,10 +11,10 @@ import argparse
 import time
 from pathlib import Path
 
-from EDPSNLib.evaluation import evaluate_method
-from EDPSNLib.losses import LossConfig
+from EDPSNLib.fusion.evaluation import evaluate_method
 from EDPSNLib.metrics import METRIC_NAMES
-from EDPSNLib.training import TrainConfig, train
+from EDPSNLib.training.losses import LossConfig
+from EDPSNLib.training.trainer import TrainConfig, train
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "full": {},

@@ -4,14 +4,14 @@ The atlas renders PET/SPECT through a small palette (about 130 colours). Orderin
 palette by nearest-neighbour chaining from black recovers the colour map as a 1-D curve;
 scalar PET/SPECT volumes are then rendered with it so the network sees what it learned.
 
-Run: .venv/bin/python tools/derive_colormaps.py   (rewrites EDPSNLib/colormap_data.py)
+Run: .venv/bin/python tools/derive_colormaps.py   (rewrites EDPSNLib/fusion/colormap_data.py)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from EDPSNLib.harvard import list_pairs, load_pairs
+from EDPSNLib.data.harvard import list_pairs, load_pairs
 from EDPSNLib.paths import repo_root
 
 MIN_COUNT = 20  # palette colours seen fewer times are anti-aliasing/JPEG noise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from EDPSNLib.harvard import list_pairs, load_pairs
+from EDPSNLib.data.harvard import list_pairs, load_pairs
 from EDPSNLib.paths import repo_root
 
 CASE = "25"

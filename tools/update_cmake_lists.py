@@ -27,8 +27,10 @@ PACKAGES = ("EDPSNGui", "EDPSNLib")
 
 
 def package_files(name: str) -> list[str]:
-    """The .py files of one package folder beside EDPSNFusion.py (sorted names)."""
-    return sorted(p.name for p in (ROOT / "EDPSNFusion" / name).glob("*.py"))
+    """The .py files of one package folder beside EDPSNFusion.py, subpackages included
+    (sorted paths relative to the package folder)."""
+    folder = ROOT / "EDPSNFusion" / name
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.py"))
 
 
 def main() -> None:

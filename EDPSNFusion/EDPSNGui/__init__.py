@@ -1,6 +1,6 @@
 """GUI helpers shared by the EDPSN Fusion and EDPSN Training modules (needs Slicer).
 
-This is the GUI layer: it may import qt, slicer, vtk, EDPSNLib.scene and the rest of EDPSNLib;
+This is the GUI layer: it may import qt, slicer, vtk, EDPSNGui.mrml and the rest of EDPSNLib;
 EDPSNLib never imports it. It is a package, not loose .py files beside the module files,
 because Slicer takes every top-level .py file of a module folder for a module.
 

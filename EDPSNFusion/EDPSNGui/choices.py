@@ -66,7 +66,7 @@ class Pair(enum.Enum):
 
 
 class MrSequence(enum.Enum):
-    """The CHAOS MR series paired with the CTs (EDPSNLib.training_jobs.MR_SEQUENCES)."""
+    """The CHAOS MR series paired with the CTs (EDPSNLib.jobs.train.MR_SEQUENCES)."""
 
     T2SPIR = "T2SPIR"
     T1_IN_PHASE = "T1DUAL-InPhase"

@@ -3,7 +3,7 @@
 A subprocess, not a thread or the main thread: the GUI stays responsive, Cancel ends the whole
 process tree cleanly (a Python thread cannot be stopped), all host and GPU memory is given back
 when it exits, a crash cannot take Slicer down, and it runs the same code path as batch users
-of the command line. EDPSNLib.process.BackgroundProcess does the process work (tested there).
+of the command line. EDPSNLib.jobs.process.BackgroundProcess does the process work (tested there).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import slicer
 
-from EDPSNLib import jobs
-from EDPSNLib.process import BackgroundProcess, child_environment, module_command
+from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
 
 #: Exit code of ``edpsn train`` when it stopped on request with a checkpoint.
 EXIT_CANCELLED = 130
@@ -33,7 +33,7 @@ def startProcess(module, args, grace_s=10.0):
         python = sys.executable
     if python is None:
         raise RuntimeError("PythonSlicer was not found beside Slicer; reinstall Slicer.")
-    libParent = Path(jobs.__file__).resolve().parents[1]  # the folder holding EDPSNLib
+    libParent = Path(fuse_jobs.__file__).resolve().parents[1]  # the folder holding EDPSNLib
     # The launcher builds its own environment from the startup one; this session's
     # EDPSN_* settings (models and data folders) are passed on.
     base = dict(slicer.util.startupEnvironment())

@@ -1,13 +1,14 @@
 """Scene in and out for the EDPSN commands: nodes exported to files, results back as nodes.
 
 Input nodes are never modified: they are exported with ``world=True``, which hardens a parent
-transform on a temporary copy. The node conversions themselves are EDPSNLib.scene (tested
+transform on a temporary copy. The node conversions themselves are EDPSNGui.mrml (tested
 against the real MRML classes).
 """
 
 import slicer
 
-from EDPSNLib import jobs, scene
+from EDPSNGui import mrml
+from EDPSNLib.jobs import fuse as fuse_jobs
 
 #: DICOM Modality attribute -> the modality EDPSN uses.
 DICOM_MODALITY = {"CT": "CT", "PT": "PET", "NM": "SPECT", "ST": "SPECT"}
@@ -44,39 +45,39 @@ def importFusionResults(p, done):
     """Add the outputs of ``edpsn fuse`` that were asked for to the scene; record them in ``p``."""
     import SimpleITK as sitk
 
-    from EDPSNLib.volume_io import read_volume
-    from EDPSNLib.volume_metrics import ijk_to_ras_matrix
+    from EDPSNLib.fusion.scoring import ijk_to_ras_matrix
+    from EDPSNLib.volume.io import read_volume
 
     def load(key):
         vol = read_volume(done["outputs"][key], validate=False)
         return vol.array, ijk_to_ras_matrix(vol)
 
     name, nodes = f"{p.movingVolume.GetName()} on {p.mriVolume.GetName()}", {}
-    fused = nodes["fused"] = scene.add_fused_volume(*load("fused"), f"{name} EDPSN fused")
+    fused = nodes["fused"] = mrml.add_fused_volume(*load("fused"), f"{name} EDPSN fused")
     for key in ("modality", "ctWindow", "colormap", "axis"):  # read back by EDPSN Training
         value = p.getValue(key)
         fused.SetAttribute(f"EDPSN.{key}", getattr(value, "value", value))
     fused.SetNodeReferenceID("EDPSN.mri", p.mriVolume.GetID())
     fused.SetNodeReferenceID("EDPSN.moving", p.movingVolume.GetID())
     if p.createRegions:
-        regions = scene.add_region_labelmap(*load("regions"), f"{name} EDPSN regions")
+        regions = mrml.add_region_labelmap(*load("regions"), f"{name} EDPSN regions")
         nodes["regions"] = p.regionLabelmap = regions
         fused.SetNodeReferenceID("EDPSN.regions", regions.GetID())
     if p.createTransform and done["outputs"].get("transform"):
         itk = sitk.ReadTransform(done["outputs"]["transform"])
         toMri = f"{p.movingVolume.GetName()} to {p.mriVolume.GetName()}"
-        transform = scene.add_transform_node(scene.transform_matrix_from_sitk(itk), toMri)
+        transform = mrml.add_transform_node(mrml.transform_matrix_from_sitk(itk), toMri)
         nodes["transform"] = p.transformNode = transform
         fused.SetNodeReferenceID("EDPSN.transform", transform.GetID())
     if p.createMetrics:
-        table = scene.add_metrics_table(jobs.metric_rows(done), f"{name} EDPSN metrics")
+        table = mrml.add_metrics_table(fuse_jobs.metric_rows(done), f"{name} EDPSN metrics")
         nodes["metrics"] = p.metricsTable = table
     if p.createFused:
         p.fusedVolume = fused
     else:  # it only carried the links to the other outputs
         slicer.mrmlScene.RemoveNode(nodes.pop("fused"))
     background, opacity = nodes.get("fused", p.mriVolume), p.regionOpacity
-    scene.show_in_slice_views(background, label=nodes.get("regions"), label_opacity=opacity)
+    mrml.show_in_slice_views(background, label=nodes.get("regions"), label_opacity=opacity)
     slicer.util.resetSliceViews()
     return nodes
 
@@ -84,17 +85,17 @@ def importFusionResults(p, done):
 def setTable(p, field, rows, name):
     """Metric rows into the table node of parameter ``field`` (created when there is none)."""
     if p.getValue(field):
-        scene.update_metrics_table(p.getValue(field), rows)
+        mrml.update_metrics_table(p.getValue(field), rows)
     else:
-        p.setValue(field, scene.add_metrics_table(rows, name))
+        p.setValue(field, mrml.add_metrics_table(rows, name))
 
 
 def setChart(p, field, x, series, name, **labels):
     """Plot data into the chart node of parameter ``field`` (created and shown when there is none)."""
     if p.getValue(field):
-        scene.update_plot(p.getValue(field), x, series)
+        mrml.update_plot(p.getValue(field), x, series)
     else:
-        p.setValue(field, scene.add_plot(x, series, name, **labels))
+        p.setValue(field, mrml.add_plot(x, series, name, **labels))
         slicer.modules.plots.logic().ShowChartInLayout(p.getValue(field))
 
 

@@ -1,5 +1,5 @@
 """EDPSN Training's Evaluate job: score a fused volume of the scene against its two sources
-(``python -m EDPSNLib.volume_metrics`` on exported copies) and show the scores."""
+(``python -m EDPSNLib.fusion.scoring`` on exported copies) and show the scores."""
 
 import shutil
 import tempfile
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import slicer
 
-from EDPSNLib import jobs
+from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.metrics import table as metrics_table
 
 from .choices import Axis, Modality
 from .runner import Step
@@ -29,7 +30,7 @@ def scoreStep(p):
     if not (p.evalFused and p.evalMri and p.evalMoving):
         raise ValueError("Select the fused volume, its MRI and its CT, PET or SPECT volume.")
     tmp = Path(tempfile.mkdtemp(prefix="EDPSNEvaluate-", dir=slicer.app.temporaryPath))
-    files = jobs.score_files(tmp)
+    files = fuse_jobs.score_files(tmp)
     nodes = {"mri": p.evalMri, "moving": p.evalMoving, "fused": p.evalFused, "regions": p.evalRegions}  # fmt: skip
     try:
         exportNodes(nodes, files)
@@ -38,22 +39,22 @@ def scoreStep(p):
         raise
     fused, transform = p.evalFused, p.evalTransform
     colormap = fused.GetAttribute("EDPSN.colormap")
-    args = jobs.score_arguments(
+    args = fuse_jobs.score_arguments(
         files, p.evalModality.value, ct_window=fused.GetAttribute("EDPSN.ctWindow") or "brain",
         colormap=None if colormap in (None, "", "default") else colormap, axis=p.evalAxis.value,
         moving_to_mri=slicer.util.arrayFromTransformMatrix(transform, toWorld=True) if transform else None,
         regions=p.evalRegions is not None,
     )  # fmt: skip
-    step = Step(f"Scoring {fused.GetName()}...", "Scoring", "EDPSNLib.volume_metrics", args)
+    step = Step(f"Scoring {fused.GetName()}...", "Scoring", "EDPSNLib.fusion.scoring", args)
     return step, tmp, files["metrics"]
 
 
 def showScores(p, csv, name):
     """The scores as a table (volume, regions, slices) and a per-slice plot; the end event."""
     try:
-        rows = jobs.read_metrics_csv(csv)
+        rows = metrics_table.read_metrics_csv(csv)
         setTable(p, "evalTable", rows, f"{name} metrics")
-        x, series = jobs.slice_series(rows)
+        x, series = metrics_table.slice_series(rows)
         labels = {"x_label": "slice", "y_label": "metric"}
         setChart(p, "evalChart", x, series, f"{name} per slice", **labels)
         slicer.modules.plots.logic().ShowChartInLayout(p.evalChart)

@@ -1,7 +1,7 @@
 """EDPSN Training's chain of commands: prepare the data set (from a CHAOS folder or the scene's
 MRI + moving volume pair), score the base weights, train, score the new weights.
 
-EDPSNLib.training_jobs builds every command line; this file picks them from the parameter node and
+EDPSNLib.jobs.train builds every command line; this file picks them from the parameter node and
 exports the scene pair. A prepared data set lives in the run folder, so a resumed run finds it
 and skips the preparation.
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import slicer
 
-from EDPSNLib import jobs, training_jobs
+from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.jobs import train as train_jobs
 
 from .choices import DataSource
 from .runner import Step, StepChain
@@ -26,22 +27,20 @@ def sourceProblem(p, resume=False):
     """Why a training cannot start (or resume) with these choices; None when it can."""
     pair, name = p.pair.value, p.outputName
     if p.source == DataSource.HARVARD:
-        return training_jobs.check_training_inputs(p.dataFolder, pair, name)
-    if resume and training_jobs.is_prepared(name):  # data set ready: sources not needed
-        return training_jobs.check_run_name(name)
+        return train_jobs.check_training_inputs(p.dataFolder, pair, name)
+    if resume and train_jobs.is_prepared(name):  # data set ready: sources not needed
+        return train_jobs.check_run_name(name)
     if p.source == DataSource.CHAOS:
-        return training_jobs.check_chaos_inputs(p.chaosFolder, pair, name)
+        return train_jobs.check_chaos_inputs(p.chaosFolder, pair, name)
     if not (p.sceneMri and p.sceneMoving) or p.sceneMri == p.sceneMoving:
         return "Select the MRI volume and a different CT, PET or SPECT volume of the scene."
-    return training_jobs.check_run_name(name)
+    return train_jobs.check_run_name(name)
 
 
 def dataFolder(p):
     """The Harvard-layout folder the training reads: the user's, or the run's prepared one."""
     return (
-        p.dataFolder
-        if p.source == DataSource.HARVARD
-        else training_jobs.dataset_folder(p.outputName)
+        p.dataFolder if p.source == DataSource.HARVARD else train_jobs.dataset_folder(p.outputName)
     )
 
 
@@ -51,15 +50,15 @@ def settings(p, maxStepsPerEpoch=None):
         name=p.outputName, pair=p.pair.value, data=dataFolder(p), device=p.device.value,
         epochs=p.epochs, batch_size=p.batchSize, lr=p.learningRate, crop=p.crop,
         base=p.baseWeights or None, max_steps_per_epoch=maxStepsPerEpoch,
-        cancel_file=training_jobs.cancel_file(p.outputName),
+        cancel_file=train_jobs.cancel_file(p.outputName),
     )  # fmt: skip
 
 
 def trainingSteps(s, score=True):
-    """training_jobs.training_steps as chain steps; a run with a checkpoint is resumed."""
-    resume = (training_jobs.run_folder(s["name"]) / "checkpoint.pt").is_file()
+    """train_jobs.training_steps as chain steps; a run with a checkpoint is resumed."""
+    resume = (train_jobs.run_folder(s["name"]) / "checkpoint.pt").is_file()
     steps = []
-    for message, args in training_jobs.training_steps(**s, resume=resume, score=score):
+    for message, args in train_jobs.training_steps(**s, resume=resume, score=score):
         train = args[0] == "train"
         steps.append(Step(
             message, "Training" if train else "Scoring", "EDPSNLib.cli", args,
@@ -70,10 +69,10 @@ def trainingSteps(s, score=True):
 
 def prepareStep(p, s):
     """The ``edpsn prepare`` step of a CHAOS or scene-pair source and what it records."""
-    out = training_jobs.dataset_folder(s["name"])
+    out = train_jobs.dataset_folder(s["name"])
     if p.source == DataSource.CHAOS:
         sequence = p.mrSequence.value
-        args = training_jobs.prepare_chaos_arguments(
+        args = train_jobs.prepare_chaos_arguments(
             chaos=p.chaosFolder, out=out, mr_sequence=sequence
         )
         source = {"source": "chaos", "chaos": str(p.chaosFolder), "mr_sequence": sequence}
@@ -81,12 +80,12 @@ def prepareStep(p, s):
         return Step(message, "Preparing", "EDPSNLib.cli", args), source
     mri, moving = p.sceneMri, p.sceneMoving
     tmp = Path(tempfile.mkdtemp(prefix="EDPSNTraining-", dir=slicer.app.temporaryPath))
-    files = training_jobs.prepare_files(tmp)
+    files = train_jobs.prepare_files(tmp)
     try:
         exportNodes({"mri": mri, "moving": moving}, files)
-        args = training_jobs.prepare_volumes_arguments(
+        args = train_jobs.prepare_volumes_arguments(
             mri=files["mri"], moving=files["moving"], modality=p.pair.modality, out=out,
-            case=training_jobs.case_name(mri.GetName()), register=p.sceneRegistration.value,
+            case=train_jobs.case_name(mri.GetName()), register=p.sceneRegistration.value,
             test_fraction=p.sceneTestPercent / 100.0,
         )  # fmt: skip
     except Exception:
@@ -104,14 +103,14 @@ def trainingChain(p, log, maxStepsPerEpoch=None):
     s = settings(p, maxStepsPerEpoch)
     if p.source == DataSource.HARVARD:
         return StepChain(trainingSteps(s), log)
-    if training_jobs.is_prepared(s["name"]):
+    if train_jobs.is_prepared(s["name"]):
         log(f"The data set of '{s['name']}' is prepared already: preparation skipped.")
-        return StepChain(trainingSteps(s, training_jobs.split_size(s["data"], s["pair"]) > 0), log)
+        return StepChain(trainingSteps(s, train_jobs.split_size(s["data"], s["pair"]) > 0), log)
     step, source = prepareStep(p, s)
 
     def then():
-        training_jobs.mark_prepared(s["name"], source)
-        score = training_jobs.split_size(s["data"], s["pair"]) > 0
+        train_jobs.mark_prepared(s["name"], source)
+        score = train_jobs.split_size(s["data"], s["pair"]) > 0
         if not score:
             log("The prepared data set has no test split: the before/after scoring is skipped.")
         return trainingSteps(s, score)
@@ -122,12 +121,12 @@ def trainingChain(p, log, maxStepsPerEpoch=None):
 
 def baseWeightsChoices(pair):
     """A new network, then every installed weights file made for the pair."""
-    from EDPSNLib.methods import default_weights_path
+    from EDPSNLib.models.lookup import default_weights_path
 
     choices = [("New network (train from scratch)", "")]
-    for label, value in jobs.weights_choices(pair):
+    for label, value in fuse_jobs.weights_choices(pair):
         path = value or str(default_weights_path(pair))
-        if not value.startswith(jobs.METHOD_PREFIX) and Path(path).is_file():
+        if not value.startswith(fuse_jobs.METHOD_PREFIX) and Path(path).is_file():
             choices.append((label, path))
     return choices
 
@@ -135,11 +134,9 @@ def baseWeightsChoices(pair):
 def finishTraining(p):
     """Install the new weights and show the before/after table; the chain's end event."""
     try:
-        target = training_jobs.install_weights(p.outputName, p.pair.value)
-        scored = (training_jobs.run_folder(p.outputName) / "after" / "summary.csv").is_file()
-        rows = (
-            training_jobs.comparison_rows(p.outputName, p.baseWeights or None) if scored else None
-        )
+        target = train_jobs.install_weights(p.outputName, p.pair.value)
+        scored = (train_jobs.run_folder(p.outputName) / "after" / "summary.csv").is_file()
+        rows = train_jobs.comparison_rows(p.outputName, p.baseWeights or None) if scored else None
     except Exception as exc:  # report it; never leave the GUI stuck in "running"
         return {"event": "failed", "message": f"The new weights could not be installed: {exc}"}
     message = f"Done: '{p.outputName}' is in EDPSN Fusion's model list ({target})."

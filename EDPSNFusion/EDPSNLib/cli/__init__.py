@@ -1,0 +1,66 @@
+"""The ``edpsn`` command: a thin dispatcher; each command lives in ``cli/<command>.py``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from EDPSNLib.errors import EDPSNError
+
+#: command name -> (module, one-line help). Modules are imported only when their command runs,
+#: so ``edpsn --help`` and light commands never pay for importing torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": (
+        "evaluate",
+        "fuse a Harvard split with one or more methods and tabulate metrics",
+    ),
+    "train": ("train", "train or fine-tune EDPSN on Harvard pairs"),
+    "fuse": ("fuse", "register and fuse an MRI volume with a CT, PET or SPECT volume"),
+    "prepare": (
+        "prepare",
+        "build a training set from CHAOS data or an MRI + CT/PET/SPECT volume pair",
+    ),
+    "models": ("models", "list the default and user-trained weights"),
+    "demo": ("demo", "fuse the shipped sample and write a montage to look at"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only`` set, just that command's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="edpsn", description="EDPSN multi-modality medical image fusion (core tools)."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if only in (None, name):
+            try:
+                mod = importlib.import_module(f".{module}", __package__)
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__package__}.{module}":
+                    raise
+                continue  # command not available in this build
+            mod.add_arguments(cmd)
+            cmd.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``edpsn``; user errors print one clear message and return exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 0 if command is None else 2
+    try:
+        return int(args._run(args) or 0)
+    except EDPSNError as exc:
+        print(f"edpsn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edpsn {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,192 @@
+"""``edpsn train``: train or fine-tune EDPSN on Harvard pairs from the command line.
+
+Ctrl-C (SIGINT), SIGTERM, Ctrl-Break (SIGBREAK, Windows) or the ``--cancel-file`` appearing
+cancels cleanly between two steps: a resumable checkpoint is written and the command exits
+with code 130. ``--json-progress`` prints every progress event as one JSON line on stdout
+(what the Slicer module reads); the tqdm bar then stays off. Under ``torchrun`` every process
+runs this command; rank 0 alone prints (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from typing import Any
+
+from EDPSNLib import IMPORTED_AT
+from EDPSNLib.data.harvard import PAIR_NAMES
+from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.training.losses import LossConfig
+
+#: Exit code of a cancelled run (the shell convention for an interrupt).
+EXIT_CANCELLED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edpsn train``."""
+    parser.add_argument(
+        "--data", metavar="DIR", help="data folder holding harvard/ (default: shared data)"
+    )
+    parser.add_argument("--pair", required=True, choices=PAIR_NAMES, help="modality pair to train")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (checkpoint, log, weights)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="total epochs (a resumed run continues to it)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="Adam learning rate (also on --resume)"
+    )
+    parser.add_argument("--crop", type=int, default=128, help="side of the random training crops")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--resume", metavar="CKPT", help="checkpoint.pt of an earlier run to continue"
+    )
+    parser.add_argument(
+        "--init", metavar="WEIGHTS", help="weights (.safetensors) to fine-tune from"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--vgg-weights",
+        metavar="FILE",
+        help="torchvision VGG-16 state dict (.pth/.safetensors) for the perceptual loss; default: seeded random-conv fallback",
+    )
+    parser.add_argument(
+        "--max-steps-per-epoch", type=int, metavar="K", help="cap the steps of each epoch"
+    )
+    parser.add_argument(
+        "--max-val-images",
+        type=int,
+        metavar="N",
+        help="validate on the first N images of the split only",
+    )
+    parser.add_argument(
+        "--select",
+        default="loss",
+        choices=("loss", *METRIC_NAMES),
+        help="keep the epoch with the lowest validation loss, or the highest value of a metric",
+    )
+    defaults = LossConfig()
+    for name, help_text in (
+        ("w_max_intensity", "weight of the MSE to max(MRI, functional)"),
+        ("w_mean_intensity", "weight of the MSE to their mean"),
+        ("w_gradient", "weight of the L1 to the max of the Sobel magnitudes"),
+        ("w_perceptual", "weight of the perceptual (feature) loss"),
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=getattr(defaults, name),
+            help=help_text,
+        )
+    for switch, what in (
+        ("eem", "edge enhancement"),
+        ("ed", "entropy division"),
+        ("dps", "path selection"),
+    ):
+        parser.add_argument(
+            f"--no-{switch}", action="store_true", help=f"ablation: train without {what}"
+        )
+    parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    parser.add_argument(
+        "--json-progress", action="store_true", help="print progress events as JSON lines on stdout"
+    )
+    parser.add_argument(
+        "--cancel-file",
+        metavar="PATH",
+        help="stop (with a checkpoint, exit 130) when this file appears; one present at start "
+        "is removed as stale",
+    )
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The equivalent command line, recorded in the weights' metadata."""
+    parts = ["edpsn", "train"]
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key == "command" or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return shlex.join(parts)
+
+
+class _CancelOnSignal:
+    """Turns SIGINT/SIGTERM (and SIGBREAK on Windows) into a cancel flag (main thread only)."""
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _CancelOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            # Windows delivers Ctrl-Break to console programs as SIGBREAK, never as SIGTERM.
+            extra = (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()
+            for sig in (signal.SIGINT, signal.SIGTERM, *extra):
+                self.saved[sig] = signal.signal(sig, lambda *_: self.flag.set())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the training; 0 when done, 130 when cancelled (checkpoint kept for --resume)."""
+    import torch
+
+    from EDPSNLib.errors import EDPSNError
+    from EDPSNLib.training.distributed import is_main_process
+    from EDPSNLib.training.trainer import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        out=args.out, pair=args.pair, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, crop=args.crop, device=args.device,
+        resume=args.resume, init=args.init, seed=args.seed, vgg_weights=args.vgg_weights,
+        max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
+        max_val_images=args.max_val_images, select=args.select, cancel_file=args.cancel_file,
+        cancel_since=IMPORTED_AT,
+        progress_bar=not args.json_progress, command=_command(args),
+        model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
+        loss=LossConfig(
+            w_max_intensity=args.w_max_intensity, w_mean_intensity=args.w_mean_intensity,
+            w_gradient=args.w_gradient, w_perceptual=args.w_perceptual,
+        ),
+    )  # fmt: skip
+
+    def progress(event: dict[str, Any]) -> None:
+        if args.json_progress:
+            print(json.dumps(event), flush=True)
+        elif event["event"] == "warning":
+            print(f"edpsn train: warning: {event['message']}", file=sys.stderr)
+
+    main_rank = is_main_process()
+    try:
+        with _CancelOnSignal() as stop:
+            result = train(cfg, progress=progress, cancel=stop.flag.is_set)
+    except EDPSNError:
+        if main_rank:
+            raise
+        return 2  # torchrun's other ranks: rank 0 prints the same message once
+    if not main_rank:
+        return EXIT_CANCELLED if result.cancelled else 0
+    report = sys.stderr if args.json_progress else sys.stdout
+    if result.cancelled:
+        print(
+            f"Training cancelled in epoch {result.epochs_done + 1}; to continue, run the same "
+            f"command with --resume {result.checkpoint}",
+            file=report,
+        )
+        return EXIT_CANCELLED
+    best = result.best or {}
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in best.get("metrics", {}).items() if v is not None)
+    print(f"Weights: {result.weights} (epoch {best.get('epoch')}; {metrics})", file=report)
+    print(f"Log: {result.out / 'progress.jsonl'}; curves: {result.out / 'curves.png'}", file=report)
+    return 0

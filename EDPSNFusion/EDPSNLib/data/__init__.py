@@ -1,0 +1,1 @@
+"""Readers of the training and test image sets (Harvard atlas, CHAOS, synthetic)."""

@@ -1,0 +1,135 @@
+"""Harvard Whole Brain Atlas fusion pairs: listing, splits and loading with clear errors."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from EDPSNLib.errors import InputError
+from EDPSNLib.paths import harvard_root
+
+#: The three modality pairs and the folder name of the functional image in each.
+PAIR_NAMES = ("MRI-CT", "MRI-PET", "MRI-SPECT")
+SPLITS = ("train", "val", "test", "trainval", "all")
+#: Fraction of the source repo's train list held out for validation, with a fixed seed.
+VAL_FRACTION = 0.2
+VAL_SEED = 0
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class HarvardPair:
+    """One registered slice pair: the MRI and the functional (CT, PET or SPECT) image."""
+
+    name: str
+    pair: str
+    mri_path: Path
+    func_path: Path
+
+
+def functional_modality(pair: str) -> str:
+    """'MRI-PET' -> 'PET'; rejects unknown pair names with the list of known ones."""
+    if pair not in PAIR_NAMES:
+        raise InputError(f"Unknown pair '{pair}'; choose one of {', '.join(PAIR_NAMES)}.")
+    return pair.split("-", 1)[1]
+
+
+def _image_names(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise InputError(
+            f"Folder {folder} does not exist; a Harvard-layout data folder needs "
+            "<pair>/MRI/ and <pair>/<CT|PET|SPECT>/ with images paired by file name."
+        )
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES}
+
+
+def _read_split_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"Split file {path} is missing; expected one file name per line.")
+    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+
+
+def split_names(pair: str, split: str, root: str | Path | None = None) -> list[str]:
+    """Names in a split: test = ``splits/<pair>/test.txt``; val = a seeded 20 % of train."""
+    if split not in SPLITS:
+        raise InputError(f"Unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+    base = harvard_root(root)
+    split_dir = base / "splits" / pair
+    if split == "all":
+        return sorted(_image_names(base / pair / "MRI"))
+    if split == "test":
+        return _read_split_file(split_dir / "test.txt")
+    train = _read_split_file(split_dir / "train.txt")
+    if split == "trainval":
+        return train
+    shuffled = sorted(train)
+    random.Random(VAL_SEED).shuffle(shuffled)
+    n_val = round(len(shuffled) * VAL_FRACTION)
+    chosen = set(shuffled[:n_val]) if split == "val" else set(shuffled[n_val:])
+    return [n for n in train if n in chosen]
+
+
+def list_pairs(pair: str, split: str = "test", root: str | Path | None = None) -> list[HarvardPair]:
+    """The pairs of one modality set and split, checking that every name has both images."""
+    func = functional_modality(pair)
+    base = harvard_root(root) / pair
+    mri, other = _image_names(base / "MRI"), _image_names(base / func)
+    unpaired = sorted(set(mri) ^ set(other))
+    if unpaired:
+        shown = ", ".join(unpaired[:10]) + (" ..." if len(unpaired) > 10 else "")
+        raise InputError(
+            f"Unpaired images in {base}: {shown}. Each MRI/<name> needs a {func}/<name> "
+            "(and vice versa); remove or complete them."
+        )
+    names = split_names(pair, split, root)
+    missing = [n for n in names if n not in mri]
+    if missing:
+        raise InputError(f"Split '{split}' of {pair} names images not in {base}: {missing[:10]}.")
+    if not names:
+        raise InputError(f"Split '{split}' of {pair} in {base} is empty; nothing to do.")
+    return [HarvardPair(n, pair, mri[n], other[n]) for n in names]
+
+
+def read_image(path: Path, channels: int | tuple[int, ...]) -> np.ndarray:
+    """Read an 8-bit image as uint8 (H, W) or (H, W, 3), checking its channel count."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("L", "P", "I;16", "I", "F") and 1 in np.atleast_1d(channels):
+                arr = np.asarray(img.convert("L"))
+            elif mode in ("RGB", "RGBA") and 3 in np.atleast_1d(channels):
+                arr = np.asarray(img.convert("RGB"))
+            elif mode == "L" and 3 in np.atleast_1d(channels):
+                arr = np.repeat(np.asarray(img)[..., None], 3, axis=-1)
+            else:
+                want = " or ".join(str(c) for c in np.atleast_1d(channels))
+                raise InputError(f"{path} has image mode {mode}; expected {want} channel(s).")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"Cannot read image {path}: {exc}. Replace or remove the file.") from exc
+    return arr
+
+
+def load_pair(p: HarvardPair) -> tuple[np.ndarray, np.ndarray]:
+    """(MRI uint8 (H, W), functional uint8 (H, W) for CT or (H, W, 3) for PET/SPECT)."""
+    mri = read_image(p.mri_path, 1)
+    func = read_image(p.func_path, 1 if functional_modality(p.pair) == "CT" else (3,))
+    if mri.shape[:2] != func.shape[:2]:
+        raise InputError(
+            f"Pair {p.name}: MRI {p.mri_path} is {mri.shape[:2]} but {p.func_path} is "
+            f"{func.shape[:2]}; the two images of a pair must have the same size."
+        )
+    return mri, func
+
+
+def load_pairs(pairs: list[HarvardPair]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack pairs of one size into (N, H, W) MRI and (N, H, W[, 3]) functional uint8 arrays."""
+    loaded = [load_pair(p) for p in pairs]
+    shapes = {m.shape for m, _ in loaded}
+    if len(shapes) > 1:
+        raise InputError(f"Images of different sizes {sorted(shapes)} cannot be stacked.")
+    return np.stack([m for m, _ in loaded]), np.stack([f for _, f in loaded])

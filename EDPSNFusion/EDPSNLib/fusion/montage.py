@@ -1,0 +1,64 @@
+"""A PNG montage of a fusion that a person can look at: MRI, functional, fused, regions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from EDPSNLib.fusion.normalize import to_uint8
+
+#: Region label names and colours (RGBA 0..255): background, low, mid, high information. The Slicer
+#: colour table (scene.py) uses the same ones so the montage and the slice views agree.
+REGION_COLORS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
+    ("background", (0, 0, 0, 0)),
+    ("low information", (51, 115, 242, 255)),
+    ("mid information", (191, 217, 38, 255)),
+    ("high information", (230, 38, 26, 255)),
+)
+
+
+def _rgb(x: np.ndarray) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype != np.uint8:
+        arr = to_uint8(arr)
+    return np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr
+
+
+def region_overlay(background: np.ndarray, labels: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend region colours over a grey or RGB slice; background label 0 stays untouched."""
+    base = _rgb(background).astype(np.float32)
+    lut = np.array([c[:3] for _, c in REGION_COLORS], np.float32)
+    alpha = np.where(labels[..., None] > 0, opacity, 0.0).astype(np.float32)
+    return np.clip(base * (1 - alpha) + lut[labels] * alpha, 0, 255).astype(np.uint8)
+
+
+def fusion_montage(
+    mri: np.ndarray,
+    func: np.ndarray,
+    fused: np.ndarray,
+    regions: np.ndarray,
+    slices: list[int],
+    titles: tuple[str, ...] = ("MRI", "functional", "fused", "regions"),
+) -> np.ndarray:
+    """Rows of (MRI, functional, fused, regions over MRI) for the given slice indices (axis 0)."""
+    from PIL import Image, ImageDraw  # here, so the Slicer scene adapter can import the colours
+
+    tiles = []
+    for k in slices:
+        row = [_rgb(mri[k]), _rgb(func[k]), _rgb(fused[k]), region_overlay(mri[k], regions[k])]
+        tiles.append(np.concatenate(row, axis=1))
+    grid = np.concatenate(tiles, axis=0)
+    header = Image.new("RGB", (grid.shape[1], 18), "black")
+    draw = ImageDraw.Draw(header)
+    w = grid.shape[1] // len(titles)
+    for i, title in enumerate(titles):
+        draw.text((i * w + 4, 3), title, fill=(255, 255, 255))
+    return np.concatenate([np.asarray(header), grid], axis=0)
+
+
+def pick_slices(tissue: np.ndarray, count: int = 4) -> list[int]:
+    """``count`` evenly spread slice indices among those with tissue."""
+    idx = np.flatnonzero(tissue)
+    if len(idx) == 0:
+        return []
+    pos = np.linspace(0, len(idx) - 1, min(count, len(idx)) + 2)[1:-1]
+    return [int(idx[int(round(p))]) for p in pos]

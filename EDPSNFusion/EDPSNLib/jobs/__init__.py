@@ -1,0 +1,1 @@
+"""Torch-free job builders and the background process runner used by the Slicer GUI."""

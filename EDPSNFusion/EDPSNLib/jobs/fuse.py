@@ -1,0 +1,122 @@
+"""The ``edpsn`` command lines the Slicer modules run, and the results they read back.
+
+The modules run the same commands as batch users (``edpsn fuse``, ``train``, ``evaluate``) in a
+subprocess; this file is the contract between the two, tested against the real parser. It is
+imported by the module files before torch is installed, so it never imports torch at load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from EDPSNLib.errors import InputError
+from EDPSNLib.names import BASELINE_NAMES
+from EDPSNLib.paths import default_models_dir
+
+#: Files of one fusion in its working folder (the inputs are exported there by the module).
+FUSE_FILES = {
+    "mri": "mri.nrrd", "moving": "moving.nrrd", "fused": "fused.nrrd", "regions": "regions.nrrd",
+    "metrics": "metrics.csv", "transform": "moving_to_mri.tfm",
+}  # fmt: skip
+#: Model-list value prefix of a classical baseline ("method:max"); "" is the default weights.
+METHOD_PREFIX = "method:"
+
+
+@dataclass
+class FuseJob:
+    """What the user chose in EDPSN Fusion."""
+
+    modality: str
+    register: str = "rigid"
+    ct_window: str = "brain"
+    colormap: str | None = None  # None: the modality's default colour map
+    axis: str = "axial"
+    device: str = "auto"
+    batch_size: int = 4  # slices per pass; small batches are fastest on a CPU
+    model: str = ""  # "" default weights, "method:NAME" a baseline, else a weights file or name
+
+
+def fuse_files(folder: str | Path) -> dict[str, Path]:
+    """The paths of one fusion's inputs and outputs in ``folder``."""
+    return {key: Path(folder) / name for key, name in FUSE_FILES.items()}
+
+
+def fuse_arguments(job: FuseJob, files: dict[str, Path]) -> list[str]:
+    """``edpsn fuse`` arguments (after the program name) with JSON progress on stdout."""
+    args = [
+        "fuse", "--mri", files["mri"], "--moving", files["moving"], "--modality", job.modality,
+        "--out", files["fused"], "--regions", files["regions"], "--metrics", files["metrics"],
+        "--register", job.register, "--ct-window", job.ct_window, "--axis", job.axis,
+        "--device", job.device, "--batch-size", job.batch_size, "--json-progress",
+    ]  # fmt: skip
+    if job.register != "none":
+        args += ["--transform", files["transform"]]
+    if job.colormap:
+        args += ["--colormap", job.colormap]
+    if job.model.startswith(METHOD_PREFIX):
+        args += ["--method", job.model[len(METHOD_PREFIX) :]]
+    elif job.model:
+        args += ["--weights", job.model]
+    return [str(a) for a in args]
+
+
+def metric_rows(done: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table rows (volume, then each region) from the "done" event of ``edpsn fuse``."""
+    try:
+        rows = [{"scope": "volume", **done["volume_metrics"]}]
+        rows += [{"scope": f"region: {r}", **m} for r, m in done["region_metrics"].items()]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"edpsn fuse reported no metrics ({exc}); update EDPSNLib.") from exc
+    return rows
+
+
+#: Files of one scoring of a fused volume (EDPSN Training's Evaluate section).
+SCORE_FILES = {
+    "mri": "mri.nrrd", "moving": "moving.nrrd", "fused": "fused.nrrd", "regions": "regions.nrrd",
+    "metrics": "metrics.csv",
+}  # fmt: skip
+
+
+def score_files(folder: str | Path) -> dict[str, Path]:
+    """The paths of one scoring's inputs and its metrics CSV in ``folder``."""
+    return {key: Path(folder) / name for key, name in SCORE_FILES.items()}
+
+
+def score_arguments(
+    files: dict[str, Path], modality: str, *, ct_window: str = "brain", colormap: str | None = None,
+    axis: str = "axial", moving_to_mri: Any = None, regions: bool = True,
+) -> list[str]:  # fmt: skip
+    """Arguments of ``python -m EDPSNLib.fusion.scoring`` (``moving_to_mri``: a 4x4 RAS matrix)."""
+    args = ["--mri", files["mri"], "--moving", files["moving"], "--fused", files["fused"],
+            "--modality", modality, "--ct-window", ct_window, "--axis", axis,
+            "--out", files["metrics"], "--json-progress"]  # fmt: skip
+    if regions:
+        args += ["--regions", files["regions"]]
+    if colormap:
+        args += ["--colormap", colormap]
+    if moving_to_mri is not None:
+        rows = [[float(v) for v in row] for row in moving_to_mri]
+        if len(rows) != 4 or any(len(r) != 4 for r in rows):
+            raise InputError("The moving-to-MRI transform must be a 4x4 matrix.")
+        args += ["--moving-to-mri", ",".join(repr(v) for row in rows for v in row)]
+    return [str(a) for a in args]
+
+
+def weights_choices(pair: str) -> list[tuple[str, str]]:
+    """(label, value) of every model a user can pick for a pair: the default weights, the valid
+    models of the registry made for this pair (by file path, so the subprocess finds the same
+    file whatever its environment), and the classical baselines (value ``method:NAME``)."""
+    from EDPSNLib.models.registry import list_models, weights_file
+
+    default = weights_file(default_models_dir(), pair)
+    state = "" if default.is_file() else " (not installed)"
+    choices = [(f"Default EDPSN weights for {pair}{state}", "")]
+    for e in list_models(pair):
+        if e.valid and not e.shadowed and e.pair == pair and Path(e.path) != default:
+            choices.append((f"{e.name} ({e.source})", str(e.path)))
+    choices += [
+        (f"Baseline without network: {name}", METHOD_PREFIX + name) for name in BASELINE_NAMES
+    ]
+    return choices

@@ -1,0 +1,1 @@
+"""Weights files and the model registry (where weights are looked up by name)."""

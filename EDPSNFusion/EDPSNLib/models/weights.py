@@ -1,0 +1,165 @@
+"""EDPSN weights files: ``name.safetensors`` plus a ``name.json`` sidecar; loading never unpickles.
+
+The sidecar holds the architecture name and config (to rebuild the network), the modality
+pair, the data, split and settings of the training, validation metrics, the perceptual
+extractor used, the command, date and time taken, and the sha256 of the safetensors file,
+so a truncated or altered file is refused before any tensor is read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from EDPSNLib.atomic import atomic_path
+from EDPSNLib.errors import EDPSNError, WeightsError
+from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
+
+#: Format tag of the sidecar; bump when its meaning changes.
+SIDECAR_FORMAT = "edpsn-weights/1"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar beside a weights file: ``x.safetensors`` -> ``x.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively turn tuples into lists and NaN/inf floats into None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _model_config(model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    if isinstance(config, EDPSNConfig):
+        return config.to_dict()
+    if isinstance(metadata.get("config"), dict):
+        return dict(metadata["config"])
+    raise WeightsError("The model has no EDPSNConfig and the metadata gives no 'config'.")
+
+
+def save_weights(
+    path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model``'s weights as safetensors plus the JSON sidecar, both atomically.
+
+    ``metadata`` (pair, data, split, epochs, metrics, perceptual, command, time_s, ...) is
+    stored as given; ``format``, ``architecture``, ``config``, ``sha256``, ``file`` and ``date``
+    (if absent) are filled in here. Returns the weights path.
+    """
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"Weights file name {path.name} must end with .safetensors.")
+    meta = dict(metadata or {})
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    header = {"architecture": ARCHITECTURE, "pair": str(meta.get("pair", ""))}
+    data = st_save(state, metadata=header)
+    meta.update(
+        format=SIDECAR_FORMAT,
+        architecture=ARCHITECTURE,
+        config=_model_config(model, meta),
+        file=path.name,
+        sha256=_sha256(data),
+    )
+    meta.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    text = (
+        json.dumps(json_safe(meta), indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
+    )
+    with atomic_path(path) as tmp_weights, atomic_path(sidecar_path(path)) as tmp_json:
+        tmp_weights.write_bytes(data)
+        tmp_json.write_text(text)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The sidecar of a weights file as a dict (no tensor is read)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise WeightsError(
+            f"Metadata file {side} is missing: EDPSN weights come as {path.stem}.safetensors "
+            f"plus {side.name}; copy both files together (or retrain with 'edpsn train')."
+        )
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(
+            f"Metadata file {side} is unreadable ({exc}); restore it from the source."
+        ) from exc
+    if not isinstance(meta, dict):
+        raise WeightsError(f"Metadata file {side} does not hold a JSON object; restore it.")
+    return meta
+
+
+def check_metadata(meta: dict[str, Any], path: Path, expected_pair: str | None = None) -> None:
+    """Refuse weights of another architecture or modality pair, with what to use instead."""
+    arch = meta.get("architecture")
+    if arch != ARCHITECTURE:
+        raise WeightsError(
+            f"{path.name} holds weights for architecture {arch!r}, but this EDPSN version "
+            f"runs {ARCHITECTURE!r}; use weights trained with this version or retrain."
+        )
+    if expected_pair is not None and meta.get("pair") != expected_pair:
+        raise WeightsError(
+            f"{path.name} was trained for {meta.get('pair')!r}, not {expected_pair!r}; pick "
+            f"weights made for {expected_pair} (see 'edpsn models')."
+        )
+
+
+def load_weights(
+    path: str | Path, expected_pair: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the EDPSN network from a weights file, after checking sidecar, sha256 and shapes.
+
+    Returns ``(model in eval mode on device, metadata)``; any problem raises :class:`WeightsError`.
+    """
+    from safetensors.torch import load as st_load
+
+    from EDPSNLib.network.model import EDPSN
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} not found; check the path or 'edpsn models'.")
+    meta = read_metadata(path)
+    check_metadata(meta, path, expected_pair)
+    data = path.read_bytes()
+    if _sha256(data) != meta.get("sha256"):
+        raise WeightsError(
+            f"{path.name} does not match the sha256 in {sidecar_path(path).name}: the file is "
+            "truncated or was changed. Copy it again from its source or retrain."
+        )
+    try:
+        state = st_load(data)
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"{path.name} is not a readable safetensors file ({exc}).") from exc
+    try:
+        model = EDPSN(EDPSNConfig.from_dict(meta.get("config") or {}))
+    except EDPSNError as exc:
+        raise WeightsError(f"{path.name}: the stored network settings are invalid: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{path.name}: the tensors do not fit the network its metadata describes ({exc}); "
+            "the files do not belong together."
+        ) from exc
+    return model.to(device).eval(), meta

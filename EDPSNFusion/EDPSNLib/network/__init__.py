@@ -1,0 +1,1 @@
+"""The EDPSN network: configuration, blocks, edge enhancement, entropy division, model."""

@@ -1,0 +1,94 @@
+"""EDPSN architecture settings: every width, depth and switch, JSON round-trippable.
+
+The paper (Qu et al., Information Fusion 123 (2025) 103312) leaves widths, depths, the
+entropy quantisation and the output head open; the defaults below are our choices, sized so
+that one modality pair trains on a 2-core CPU in minutes: 14.8 k parameters (58 KiB in
+float32) and 1.87 GFLOPs per 256x256 pair (benchmarks/bench_model.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from EDPSNLib.errors import InputError
+
+#: Name and version of the network layout; stored with weights so foreign files are refused.
+ARCHITECTURE = "edpsn-v1"
+
+_ENTROPY_SOURCES = ("max", "mean", "mri", "func")
+_HEADS = ("blend", "direct")
+
+
+@dataclass
+class EDPSNConfig:
+    """All settings of :class:`EDPSNLib.network.model.EDPSN`; defaults are the shipped network."""
+
+    # Ablation switches (paper section "ablation"): EEM, ED and DPS can each be turned off.
+    use_eem: bool = True  # off: the functional image enters unchanged
+    use_ed: bool = True  # off: no entropy masks, every path sees all shallow features
+    use_dps: bool = True  # off: one shared path of depth max(path_depths) for every region
+    # EEM: I' = I + eem_weight * CCG(I) (see edge.py); 0 makes EEM the identity.
+    eem_weight: float = 0.5
+    # ED: grey levels of the local-entropy quantisation, Otsu histogram bins, source image.
+    entropy_levels: int = 16
+    otsu_bins: int = 64
+    entropy_source: str = "max"  # max | mean | mri | func (of MRI and functional luminance)
+    # DPS widths and depths.
+    channels: int = 16  # shallow / path / fused feature width
+    branch_channels: int = 4  # width of each parallel dilated branch inside an MFB
+    path_depths: tuple[int, ...] = (1, 2, 3)  # MFBs per path: low, mid, high entropy
+    dilations: tuple[int, ...] = (1, 2, 3)  # one 3x3 branch per dilation in every MFB
+    use_attention: bool = True  # squeeze-and-excitation channel attention closing each AFM
+    attention_reduction: int = 4
+    negative_slope: float = 0.1  # LeakyReLU slope
+    # Output head: "blend" = w*mri + (1-w)*func_y + residual_scale*tanh(r); "direct" = sigmoid.
+    head: str = "blend"
+    residual_scale: float = 0.2
+    decoder_channels: int = 8
+
+    def __post_init__(self) -> None:
+        self.path_depths = tuple(int(d) for d in self.path_depths)
+        self.dilations = tuple(int(d) for d in self.dilations)
+        problems = []
+        if len(self.path_depths) != 3 or min(self.path_depths) < 1:
+            problems.append(f"path_depths must be 3 integers >= 1, got {self.path_depths}")
+        if not self.dilations or min(self.dilations) < 1:
+            problems.append(f"dilations must be integers >= 1, got {self.dilations}")
+        for name in ("channels", "branch_channels", "decoder_channels", "attention_reduction"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 2 <= int(self.entropy_levels) <= 256:
+            problems.append(f"entropy_levels must be in 2..256, got {self.entropy_levels}")
+        if int(self.otsu_bins) < 3:
+            problems.append(f"otsu_bins must be >= 3, got {self.otsu_bins}")
+        if self.entropy_source not in _ENTROPY_SOURCES:
+            problems.append(f"entropy_source must be one of {_ENTROPY_SOURCES}")
+        if self.head not in _HEADS:
+            problems.append(f"head must be one of {_HEADS}, got {self.head!r}")
+        if self.eem_weight < 0:
+            problems.append(f"eem_weight must be >= 0, got {self.eem_weight}")
+        if problems:
+            raise InputError("Invalid EDPSN config: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists) with every field."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EDPSNConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError` (other version)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(
+                f"Unknown EDPSN config key(s) {unknown}: the settings were written for another "
+                f"network version than {ARCHITECTURE!r}. Use weights made for {ARCHITECTURE!r} "
+                f"or remove those keys; known keys are {sorted(known)}."
+            )
+        return cls(**data)

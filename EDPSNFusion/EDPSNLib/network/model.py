@@ -1,0 +1,153 @@
+"""EDPSN: entropy-aware dynamic path selection network (Qu et al., Inf. Fusion 123 (2025) 103312).
+
+Data flow of :meth:`EDPSN.forward` (our reading of the paper; choices in ``config.py``):
+
+1. EEM (``edge.py``) on the functional image (RGB PET/SPECT or grey CT).
+2. RGB functional images go to YCbCr; the network fuses the MRI with the enhanced Y. The
+   Cb/Cr put back are those of the *enhanced* image: EEM keeps hue and saturation and scales
+   RGB with I, so its chroma matches the luminance the network saw.
+3. ED (``entropy.py``): 3-class local-entropy regions of max(MRI, Y); one-hot masks.
+4. DPS: shallow features of (MRI, Y) times each mask feed one AFM path per region, depths
+   (1, 2, 3) for low/mid/high entropy; the three outputs are concatenated, merged by a 1x1
+   convolution and added to the shallow features; the head decodes the fused luminance.
+
+Switches: ``use_eem=False`` skips step 1. ``use_ed=False``: no masks, every path gets the
+same (unmasked) shallow features. ``use_dps=False``: one shared path of depth
+max(path_depths) replaces the three; with ED on it runs on each masked feature map (shared
+weights, stacked along the batch), so ED still matters and only the per-region paths go.
+Every layer keeps H x W, so any image size works without padding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from EDPSNLib.errors import InputError
+from EDPSNLib.network.blocks import AdaptiveFusionModule, FusionHead, ShallowExtractor
+from EDPSNLib.network.color import rgb_to_ycbcr, ycbcr_to_rgb
+from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
+from EDPSNLib.network.edge import edge_enhance
+from EDPSNLib.network.entropy import region_map, region_masks
+
+
+def _check_image(x: torch.Tensor, name: str, channels: tuple[int, ...]) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in channels:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(
+            f"{name} must be a tensor (B, {'|'.join(map(str, channels))}, H, W), got {shape}."
+        )
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be floating point on [0, 1], got {x.dtype}; divide by 255.")
+
+
+def _check_pair(mri: torch.Tensor, other: torch.Tensor, name: str) -> None:
+    if mri.shape[0] != other.shape[0] or mri.shape[-2:] != other.shape[-2:]:
+        raise InputError(
+            f"MRI {tuple(mri.shape)} and {name} {tuple(other.shape)} differ in batch or size; "
+            "resample the functional image onto the MRI grid first."
+        )
+
+
+class EDPSN(nn.Module):
+    """The fusion network: (MRI, functional image) -> fused image on [0, 1]."""
+
+    architecture = ARCHITECTURE
+
+    def __init__(self, config: EDPSNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else EDPSNConfig()
+        cfg = self.config
+        width = cfg.channels
+
+        def path(depth: int) -> AdaptiveFusionModule:
+            return AdaptiveFusionModule(
+                width,
+                depth,
+                cfg.branch_channels,
+                cfg.dilations,
+                cfg.negative_slope,
+                cfg.use_attention,
+                cfg.attention_reduction,
+            )
+
+        self.shallow = ShallowExtractor(width, cfg.negative_slope)
+        depths = cfg.path_depths if cfg.use_dps else (max(cfg.path_depths),)
+        self.paths = nn.ModuleList(path(d) for d in depths)
+        self.merge = nn.Conv2d(3 * width, width, 1)
+        self.act = nn.LeakyReLU(cfg.negative_slope)
+        self.head = FusionHead(
+            width, cfg.decoder_channels, cfg.head, cfg.residual_scale, cfg.negative_slope
+        )
+
+    def preprocess_functional(self, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """EEM, then (enhanced Y (B, 1, H, W), CbCr (B, 2, H, W)) for RGB or (image, None) for grey."""
+        _check_image(func, "functional image", (1, 3))
+        with torch.autocast(func.device.type, enabled=False):
+            func = func.float()
+            if self.config.use_eem:
+                func = edge_enhance(func, self.config.eem_weight)
+            if func.shape[1] == 1:
+                return func, None
+            ycc = rgb_to_ycbcr(func)
+            return ycc[:, :1], ycc[:, 1:]
+
+    def regions(self, mri: torch.Tensor, func_y: torch.Tensor) -> torch.Tensor:
+        """Entropy region labels (B, 1, H, W) int64 (0 low, 1 mid, 2 high) with this config."""
+        cfg = self.config
+        return region_map(mri, func_y, cfg.entropy_levels, cfg.otsu_bins, cfg.entropy_source)
+
+    def _run_paths(self, feats: torch.Tensor, masks: torch.Tensor | None) -> list[torch.Tensor]:
+        if masks is None:
+            inputs = [feats] * 3
+        else:
+            inputs = [feats * masks[:, k : k + 1] for k in range(3)]
+        if self.config.use_dps:
+            return [path(x) for path, x in zip(self.paths, inputs)]
+        if masks is None:  # one shared path on identical inputs: compute once
+            return [self.paths[0](feats)] * 3
+        return list(self.paths[0](torch.cat(inputs, dim=0)).chunk(3, dim=0))
+
+    def fuse_luma(
+        self, mri: torch.Tensor, func_y: torch.Tensor, regions: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Fuse MRI (B, 1, H, W) with the (enhanced) functional luminance (B, 1, H, W).
+
+        Returns "fused" (B, 1, H, W) float32 on [0, 1], "features" (B, C, H, W) (fused deep
+        features before the head), "regions" (B, 1, H, W) int64, and "blend_weight"
+        (B, 1, H, W), the MRI's share, when the head is "blend". ``regions`` may be given to
+        skip the entropy step (it is computed under no_grad either way).
+        """
+        _check_image(mri, "MRI", (1,))
+        _check_image(func_y, "functional luminance", (1,))
+        _check_pair(mri, func_y, "functional luminance")
+        if regions is None:  # also without ED: the region map is shown to users
+            regions = self.regions(mri, func_y)
+        dtype = self.merge.weight.dtype  # e.g. float64 inputs to a float32 model
+        feats = self.shallow(torch.cat((mri, func_y), dim=1).to(dtype))
+        masks = region_masks(regions).to(feats.dtype) if self.config.use_ed else None
+        outs = self._run_paths(feats, masks)
+        merged = self.act(self.merge(torch.cat(outs, dim=1)) + feats)
+        fused, weight = self.head(merged, mri, func_y)
+        result = {"fused": fused, "features": merged, "regions": regions}
+        if weight is not None:
+            result["blend_weight"] = weight
+        return result
+
+    def fuse(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused image (B, C, H, W) on [0, 1] and the entropy regions (B, 1, H, W) it used."""
+        _check_image(mri, "MRI", (1,))
+        _check_image(func, "functional image", (1, 3))
+        _check_pair(mri, func, "functional image")
+        func_y, cbcr = self.preprocess_functional(func)
+        out = self.fuse_luma(mri, func_y)
+        fused = out["fused"]
+        if cbcr is not None:
+            with torch.autocast(fused.device.type, enabled=False):
+                rgb = ycbcr_to_rgb(torch.cat((fused.float(), cbcr.float()), dim=1))
+            fused = torch.clamp(rgb, 0.0, 1.0)
+        return fused, out["regions"]
+
+    def forward(self, mri: torch.Tensor, func: torch.Tensor) -> torch.Tensor:
+        """Fused image (B, C, H, W) float32 on [0, 1] of MRI (B, 1, H, W) and func (B, C, H, W)."""
+        return self.fuse(mri, func)[0]

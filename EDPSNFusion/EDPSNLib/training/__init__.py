@@ -1,0 +1,1 @@
+"""Training: the trainer, its configuration, losses, checkpoints, reports, data sets."""

@@ -1,0 +1,1 @@
+"""3-D volumes: reading and writing, DICOM, registration, transforms."""
