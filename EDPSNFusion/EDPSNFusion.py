@@ -225,8 +225,16 @@ class EDPSNFusionLogic(EDPSNLogicBase):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         colormap = None if p.colormap == "default" else p.colormap
-        job = fuse_jobs.FuseJob(p.modality.value, p.registration.value, p.ctWindow, colormap,
-                           p.axis.value, p.device.value, p.batchSize, p.model)  # fmt: skip
+        job = fuse_jobs.FuseJob(
+            p.modality.value,
+            p.registration.value,
+            p.ctWindow,
+            colormap,
+            p.axis.value,
+            p.device.value,
+            p.batchSize,
+            p.model,
+        )
         self._run = {"params": p, "tmp": tmp, "done": None}
         self.process = runner.startProcess("EDPSNLib.cli", fuse_jobs.fuse_arguments(job, files))
 

@@ -114,13 +114,23 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         ui = self.ui
         return {
             DataSource.HARVARD: (ui.dataLabel1, ui.dataDirectoryButton),
-            DataSource.CHAOS: (ui.chaosLabel, ui.chaosDirectoryButton, ui.mrSequenceLabel,
-                               ui.mrSequenceComboBox),
-            DataSource.SCENE: (ui.sceneMriLabel, ui.sceneMriSelector, ui.sceneMovingLabel,
-                               ui.sceneMovingSelector, ui.sceneRegistrationLabel,
-                               ui.sceneRegistrationComboBox, ui.sceneTestLabel,
-                               ui.sceneTestSpinBox),
-        }  # fmt: skip
+            DataSource.CHAOS: (
+                ui.chaosLabel,
+                ui.chaosDirectoryButton,
+                ui.mrSequenceLabel,
+                ui.mrSequenceComboBox,
+            ),
+            DataSource.SCENE: (
+                ui.sceneMriLabel,
+                ui.sceneMriSelector,
+                ui.sceneMovingLabel,
+                ui.sceneMovingSelector,
+                ui.sceneRegistrationLabel,
+                ui.sceneRegistrationComboBox,
+                ui.sceneTestLabel,
+                ui.sceneTestSpinBox,
+            ),
+        }
 
     def onParameterNodeModified(self, caller=None, event=None):
         p = self._parameterNode
@@ -209,7 +219,11 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
     def setJobRunning(self, running):
         """The button of the running job reads "Cancel"; the other job cannot start meanwhile."""
         training = self.logic.job == "train"
-        button, idle = (self.ui.startButton, "Start") if training else (self.ui.evaluateButton, "Compute metrics")  # fmt: skip
+        button, idle = (
+            (self.ui.startButton, "Start")
+            if training
+            else (self.ui.evaluateButton, "Compute metrics")
+        )
         other = self.ui.evaluateButton if training else self.ui.startButton
         self.setRunning(button, running, idle)
         if running:
@@ -314,15 +328,21 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
     def updateCharts(self):
         """Live curves: training loss per step; validation loss and metrics per epoch."""
         for chart, x, series, xLabel in self.curves.charts():
-            scene_io.setChart(self.params, f"{chart}Chart", x, series, f"EDPSN {chart}", x_label=xLabel)  # fmt: skip
+            scene_io.setChart(
+                self.params, f"{chart}Chart", x, series, f"EDPSN {chart}", x_label=xLabel
+            )
 
 
 class EDPSNTrainingTest(EDPSNTestBase):
     """Runs in Slicer on data it makes (no download); needs torch (PyTorch extension)."""
 
     def runTest(self):
-        self.runTests(self.test_SourceProblems, self.test_Evaluate, self.test_TrainTiny,
-                      self.test_TrainFromScenePair)  # fmt: skip
+        self.runTests(
+            self.test_SourceProblems,
+            self.test_Evaluate,
+            self.test_TrainTiny,
+            self.test_TrainFromScenePair,
+        )
 
     def _logic(self):
         return self.requireSetup(EDPSNTrainingLogic())

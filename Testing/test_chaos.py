@@ -49,8 +49,17 @@ def _write_dicom_series(image: sitk.Image, folder: Path, modality: str = "MR") -
     folder.mkdir(parents=True)
     image = sitk.Cast(image, sitk.sitkInt16)
     direction = image.GetDirection()
-    iop = "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
-                                         direction[1], direction[4], direction[7]))  # fmt: skip
+    iop = "\\".join(
+        f"{v:.6f}"
+        for v in (
+            direction[0],
+            direction[3],
+            direction[6],
+            direction[1],
+            direction[4],
+            direction[7],
+        )
+    )
     uid = "1.2.826.0.1.3680043.2.1125.7.1"
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -58,11 +67,16 @@ def _write_dicom_series(image: sitk.Image, folder: Path, modality: str = "MR") -
         sl = image[:, :, k]
         ipp = image.TransformIndexToPhysicalPoint((0, 0, k))
         tags = {
-            "0008|0060": modality, "0020|000e": uid, "0020|000d": uid + ".0",
-            "0008|103e": "T2SPIR test series", "0020|0037": iop,
-            "0020|0032": "\\".join(f"{v:.6f}" for v in ipp), "0020|0013": str(k + 1),
-            "0008|0018": f"{uid}.{k + 1}", "0018|0050": f"{image.GetSpacing()[2]:.4f}",
-        }  # fmt: skip
+            "0008|0060": modality,
+            "0020|000e": uid,
+            "0020|000d": uid + ".0",
+            "0008|103e": "T2SPIR test series",
+            "0020|0037": iop,
+            "0020|0032": "\\".join(f"{v:.6f}" for v in ipp),
+            "0020|0013": str(k + 1),
+            "0008|0018": f"{uid}.{k + 1}",
+            "0018|0050": f"{image.GetSpacing()[2]:.4f}",
+        }
         for key, value in tags.items():
             sl.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"IMG{k:04d}.dcm"))
@@ -98,11 +112,17 @@ def nifti_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "CT").mkdir()
     shrink = {
         "CT/image_1.nii.gz": (PHANTOM / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz", [4, 4, 4]),
-        "MR-T2SPIR/image_1.nii.gz": (PHANTOM / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz", [4, 4, 2]),
-        "MR-T2SPIR/image_2.nii.gz": (PHANTOM / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz", [4, 4, 3]),
+        "MR-T2SPIR/image_1.nii.gz": (
+            PHANTOM / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz",
+            [4, 4, 2],
+        ),
+        "MR-T2SPIR/image_2.nii.gz": (
+            PHANTOM / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz",
+            [4, 4, 3],
+        ),
         "CT/image_2.nii.gz": (PHANTOM / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz", [4, 4, 3]),
         "CT/image_3.nii.gz": (STS_CT, [4, 4, 2]),
-    }  # fmt: skip
+    }
     for name, (src, factors) in shrink.items():
         sitk.WriteImage(sitk.BinShrink(read_volume(src).image, factors), str(root / name))
     sts = sitk.ReadImage(str(root / "CT" / "image_3.nii.gz"))
@@ -191,8 +211,10 @@ def test_default_rule_cycles_mr_and_keeps_test_pairs_last(nifti_root: Path) -> N
     mrs = list_chaos_patients(nifti_root, "MR")
     plan = plan_pairs(cts, mrs, test_pairs=1)
     assert [(p.ct.id, p.mr.id, p.split) for p in plan] == [
-        ("1", "1", "train"), ("2", "2", "train"), ("3", "1", "test")
-    ]  # fmt: skip
+        ("1", "1", "train"),
+        ("2", "2", "train"),
+        ("3", "1", "test"),
+    ]
     with pytest.raises(InputError, match="at least one"):
         plan_pairs(cts, mrs, test_pairs=3)
     with pytest.raises(InputError, match="not usable patients"):
@@ -268,8 +290,23 @@ def test_cli_prepares_with_a_pairing_file_and_json_progress(
     out = tmp_path / "set"
     pairing = tmp_path / "pairs.csv"
     pairing.write_text("ct_id,mr_id\n1,1\n")
-    argv = ["prepare", "chaos", "--chaos", str(nifti_root), "--out", str(out), "--size", "64",
-            "--pairing", str(pairing), "--test-pairs", "0", "--threads", "1", "--json-progress"]  # fmt: skip
+    argv = [
+        "prepare",
+        "chaos",
+        "--chaos",
+        str(nifti_root),
+        "--out",
+        str(out),
+        "--size",
+        "64",
+        "--pairing",
+        str(pairing),
+        "--test-pairs",
+        "0",
+        "--threads",
+        "1",
+        "--json-progress",
+    ]
     assert cli.main(argv) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["event"] for e in events][-1] == "done"

@@ -24,10 +24,34 @@ from EDPSNLib.training.trainer import TrainConfig, train
 #: absolute. One Adam step moves a weight by ~lr = 1e-4, so a missed gradient average or a
 #: per-rank loss normaliser shows up far above these; what remains is summation order.
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-6
-SMALL = dict(pair="MRI-PET", epochs=1, batch_size=4, crop=64, max_steps_per_epoch=3,
-             max_val_images=2, device="cpu", seed=0)  # fmt: skip
-FLAGS = ["--pair", "MRI-PET", "--epochs", "1", "--batch-size", "4", "--crop", "64",
-         "--max-steps-per-epoch", "3", "--max-val-images", "2", "--device", "cpu", "--seed", "0"]  # fmt: skip
+SMALL = dict(
+    pair="MRI-PET",
+    epochs=1,
+    batch_size=4,
+    crop=64,
+    max_steps_per_epoch=3,
+    max_val_images=2,
+    device="cpu",
+    seed=0,
+)
+FLAGS = [
+    "--pair",
+    "MRI-PET",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--crop",
+    "64",
+    "--max-steps-per-epoch",
+    "3",
+    "--max-val-images",
+    "2",
+    "--device",
+    "cpu",
+    "--seed",
+    "0",
+]
 pytestmark = pytest.mark.slow
 
 
@@ -60,8 +84,23 @@ def single(tmp_path_factory):
 def test_torchrun_two_gloo_processes_match_one_process(single, tmp_path):
     reference, ref_events = single
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "EDPSNLib.cli", "train", *FLAGS, "--out", str(out), "--threads", "1", "--json-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "EDPSNLib.cli",
+        "train",
+        *FLAGS,
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--json-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -113,7 +152,7 @@ def test_cancel_on_one_rank_stops_both_and_one_process_resumes(single, tmp_path)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for r in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

@@ -116,12 +116,29 @@ def test_cli_fuse_writes_outputs_and_keeps_inputs(tmp_path: Path) -> None:
     sitk.WriteImage(pet.image, str(pet_path))
     before = (_sha(mri_path), _sha(pet_path))
     out = tmp_path / "out"
-    code = main([
-        "fuse", "--mri", str(mri_path), "--moving", str(pet_path), "--modality", "PET",
-        "--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nii.gz"),
-        "--metrics", str(out / "metrics.csv"), "--register", "none", "--method", "laplacian",
-        "--axis", "coronal",
-    ])  # fmt: skip
+    code = main(
+        [
+            "fuse",
+            "--mri",
+            str(mri_path),
+            "--moving",
+            str(pet_path),
+            "--modality",
+            "PET",
+            "--out",
+            str(out / "fused.nrrd"),
+            "--regions",
+            str(out / "regions.nii.gz"),
+            "--metrics",
+            str(out / "metrics.csv"),
+            "--register",
+            "none",
+            "--method",
+            "laplacian",
+            "--axis",
+            "coronal",
+        ]
+    )
     assert code == 0
     assert (_sha(mri_path), _sha(pet_path)) == before
     fused = read_volume(out / "fused.nrrd")

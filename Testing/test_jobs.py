@@ -61,8 +61,15 @@ def _parse(args: list[str]):
 
 def test_fuse_arguments_parse_with_the_real_cli(tmp_path):
     files = fuse_files(tmp_path)
-    job = FuseJob("PET", register="affine", colormap="hot", axis="coronal", device="cpu",
-                  batch_size=4, model="method:max")  # fmt: skip
+    job = FuseJob(
+        "PET",
+        register="affine",
+        colormap="hot",
+        axis="coronal",
+        device="cpu",
+        batch_size=4,
+        model="method:max",
+    )
     ns = _parse(fuse_arguments(job, files))
     assert (ns.mri, ns.moving, ns.out) == (
         str(files["mri"]),
@@ -92,8 +99,19 @@ def test_fuse_arguments_parse_with_the_real_cli(tmp_path):
 
 def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
     (tmp_path / "harvard").mkdir()
-    ns = _parse(train_arguments(pair="MRI-SPECT", out=tmp_path / "run", data=tmp_path, epochs=3,
-                                batch_size=2, lr=2.5e-5, crop=96, device="cpu", init="/w/base.safetensors"))  # fmt: skip
+    ns = _parse(
+        train_arguments(
+            pair="MRI-SPECT",
+            out=tmp_path / "run",
+            data=tmp_path,
+            epochs=3,
+            batch_size=2,
+            lr=2.5e-5,
+            crop=96,
+            device="cpu",
+            init="/w/base.safetensors",
+        )
+    )
     assert (ns.pair, ns.out, ns.data) == (
         "MRI-SPECT",
         str(tmp_path / "run"),
@@ -101,8 +119,21 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
     )
     assert (ns.epochs, ns.batch_size, ns.lr, ns.crop, ns.device) == (3, 2, 2.5e-5, 96, "cpu")
     assert (ns.init, ns.resume, ns.json_progress) == ("/w/base.safetensors", None, True)
-    ns = _parse(train_arguments(pair="MRI-PET", out="o", data=None, epochs=1, batch_size=1, lr=1e-4,
-                                crop=64, device="auto", init="i", resume="o/checkpoint.pt", max_steps_per_epoch=2))  # fmt: skip
+    ns = _parse(
+        train_arguments(
+            pair="MRI-PET",
+            out="o",
+            data=None,
+            epochs=1,
+            batch_size=1,
+            lr=1e-4,
+            crop=64,
+            device="auto",
+            init="i",
+            resume="o/checkpoint.pt",
+            max_steps_per_epoch=2,
+        )
+    )
     assert (ns.resume, ns.init, ns.data, ns.max_steps_per_epoch) == (
         "o/checkpoint.pt",
         None,
@@ -132,8 +163,10 @@ def test_score_arguments_and_metrics_csv_round_trip(tmp_path):
     assert "--regions" not in score_arguments(files, "PET", regions=False, colormap="hot")
     with pytest.raises(InputError, match="4x4"):
         score_arguments(files, "PET", moving_to_mri=np.eye(3))
-    rows = [{"scope": "volume", **dict(zip(METRIC_NAMES, range(7)))},
-            {"scope": "slice 7", **dict.fromkeys(METRIC_NAMES, float("nan"))}]  # fmt: skip
+    rows = [
+        {"scope": "volume", **dict(zip(METRIC_NAMES, range(7)))},
+        {"scope": "slice 7", **dict.fromkeys(METRIC_NAMES, float("nan"))},
+    ]
     (tmp_path / "m.csv").write_text(metrics_csv_text(rows))
     back = read_metrics_csv(tmp_path / "m.csv")
     assert back[0] == {"scope": "volume", **{k: float(v) for k, v in zip(METRIC_NAMES, range(7))}}
@@ -144,8 +177,11 @@ def test_score_arguments_and_metrics_csv_round_trip(tmp_path):
 
 
 def test_metric_rows_and_evaluation_summary(tmp_path):
-    done = {"event": "done", "volume_metrics": dict.fromkeys(METRIC_NAMES, 1.0),
-            "region_metrics": {r: dict.fromkeys(METRIC_NAMES, 2.0) for r in ("low", "mid", "high")}}  # fmt: skip
+    done = {
+        "event": "done",
+        "volume_metrics": dict.fromkeys(METRIC_NAMES, 1.0),
+        "region_metrics": {r: dict.fromkeys(METRIC_NAMES, 2.0) for r in ("low", "mid", "high")},
+    }
     rows = metric_rows(json.loads(json.dumps(done)))
     assert [r["scope"] for r in rows] == ["volume", "region: low", "region: mid", "region: high"]
     with pytest.raises(InputError):
@@ -363,39 +399,95 @@ def _help(*command: str) -> str:
 
 
 def test_prepare_arguments_are_exact_and_parse_when_the_command_exists(tmp_path):
-    args = prepare_chaos_arguments(chaos=tmp_path / "CHAOS", out=tmp_path / "ds",
-                                   mr_sequence="T1DUAL-InPhase")  # fmt: skip
-    assert args == ["prepare", "chaos", "--chaos", str(tmp_path / "CHAOS"), "--out",
-                    str(tmp_path / "ds"), "--mr-sequence", "T1DUAL-InPhase", "--json-progress"]  # fmt: skip
+    args = prepare_chaos_arguments(
+        chaos=tmp_path / "CHAOS", out=tmp_path / "ds", mr_sequence="T1DUAL-InPhase"
+    )
+    assert args == [
+        "prepare",
+        "chaos",
+        "--chaos",
+        str(tmp_path / "CHAOS"),
+        "--out",
+        str(tmp_path / "ds"),
+        "--mr-sequence",
+        "T1DUAL-InPhase",
+        "--json-progress",
+    ]
     files = prepare_files(tmp_path)
-    vol = prepare_volumes_arguments(mri=files["mri"], moving=files["moving"], modality="SPECT",
-                                    out=tmp_path / "ds", case="MR_T2_1", register="none")  # fmt: skip
-    assert vol == ["prepare", "volumes", "--mri", str(tmp_path / "mri.nrrd"), "--moving",
-                   str(tmp_path / "moving.nrrd"), "--modality", "SPECT", "--out", str(tmp_path / "ds"),
-                   "--case", "MR_T2_1", "--register", "none", "--json-progress"]  # fmt: skip
+    vol = prepare_volumes_arguments(
+        mri=files["mri"],
+        moving=files["moving"],
+        modality="SPECT",
+        out=tmp_path / "ds",
+        case="MR_T2_1",
+        register="none",
+    )
+    assert vol == [
+        "prepare",
+        "volumes",
+        "--mri",
+        str(tmp_path / "mri.nrrd"),
+        "--moving",
+        str(tmp_path / "moving.nrrd"),
+        "--modality",
+        "SPECT",
+        "--out",
+        str(tmp_path / "ds"),
+        "--case",
+        "MR_T2_1",
+        "--register",
+        "none",
+        "--json-progress",
+    ]
     for bad, match in (
         (lambda: prepare_chaos_arguments(chaos="c", out="o", mr_sequence="T1"), "MR sequence"),
-        (lambda: prepare_volumes_arguments(mri="a", moving="b", modality="MR", out="o", case="c"), "modality"),
-        (lambda: prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="c",
-                                           register="bspline"), "registration"),
-        (lambda: prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="a b"), "Case name"),
-    ):  # fmt: skip
+        (
+            lambda: prepare_volumes_arguments(
+                mri="a", moving="b", modality="MR", out="o", case="c"
+            ),
+            "modality",
+        ),
+        (
+            lambda: prepare_volumes_arguments(
+                mri="a", moving="b", modality="CT", out="o", case="c", register="bspline"
+            ),
+            "registration",
+        ),
+        (
+            lambda: prepare_volumes_arguments(
+                mri="a", moving="b", modality="CT", out="o", case="a b"
+            ),
+            "Case name",
+        ),
+    ):
         with pytest.raises(InputError, match=match):
             bad()
     if "--mr-sequence" in _help("prepare", "chaos"):
         ns = _parse(args)
         assert (ns.chaos, ns.out, ns.mr_sequence, ns.json_progress) == (
-            str(tmp_path / "CHAOS"), str(tmp_path / "ds"), "T1DUAL-InPhase", True)  # fmt: skip
+            str(tmp_path / "CHAOS"),
+            str(tmp_path / "ds"),
+            "T1DUAL-InPhase",
+            True,
+        )
         ns = _parse(vol)
         assert (ns.mri, ns.moving, ns.modality, ns.case, ns.register, ns.json_progress) == (
-            str(files["mri"]), str(files["moving"]), "SPECT", "MR_T2_1", "none", True)  # fmt: skip
+            str(files["mri"]),
+            str(files["moving"]),
+            "SPECT",
+            "MR_T2_1",
+            "none",
+            True,
+        )
         assert ns.test_fraction == 0.0
-    held_out = prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="c",
-                                         test_fraction=0.15)  # fmt: skip
+    held_out = prepare_volumes_arguments(
+        mri="a", moving="b", modality="CT", out="o", case="c", test_fraction=0.15
+    )
     assert held_out[-2:] == ["--test-fraction", "0.15"] and _parse(held_out).test_fraction == 0.15
     with pytest.raises(InputError, match="Held-out fraction"):
-        prepare_volumes_arguments(mri="a", moving="b", modality="CT", out="o", case="c",
-                                  test_fraction=1.5)  # fmt: skip
+        prepare_volumes_arguments(
+            mri="a", moving="b", modality="CT", out="o", case="c", test_fraction=1.5
+        )
 
 
 def test_case_names_from_node_names_are_accepted():
@@ -406,15 +498,35 @@ def test_case_names_from_node_names_are_accepted():
 
 def test_train_arguments_carry_the_cancel_file_and_steps_can_skip_scoring(tmp_path, monkeypatch):
     monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
-    args = train_arguments(pair="MRI-CT", out="o", data=None, epochs=1, batch_size=1, lr=1e-4,
-                           crop=32, device="cpu", cancel_file=cancel_file("r"))  # fmt: skip
+    args = train_arguments(
+        pair="MRI-CT",
+        out="o",
+        data=None,
+        epochs=1,
+        batch_size=1,
+        lr=1e-4,
+        crop=32,
+        device="cpu",
+        cancel_file=cancel_file("r"),
+    )
     assert args[-2:] == ["--cancel-file", str(tmp_path / "runs" / "r" / "cancel.request")]
-    assert "--cancel-file" not in train_arguments(pair="MRI-CT", out="o", data=None, epochs=1,
-                                                  batch_size=1, lr=1e-4, crop=32, device="cpu")  # fmt: skip
+    assert "--cancel-file" not in train_arguments(
+        pair="MRI-CT", out="o", data=None, epochs=1, batch_size=1, lr=1e-4, crop=32, device="cpu"
+    )
     if "--cancel-file" in _help("train"):
         assert _parse(args).cancel_file == str(cancel_file("r"))
-    common = dict(name="r", pair="MRI-CT", data=dataset_folder("r"), device="cpu", epochs=1,
-                  batch_size=1, lr=1e-4, crop=32, base="/w/b.safetensors", cancel_file=cancel_file("r"))  # fmt: skip
+    common = dict(
+        name="r",
+        pair="MRI-CT",
+        data=dataset_folder("r"),
+        device="cpu",
+        epochs=1,
+        batch_size=1,
+        lr=1e-4,
+        crop=32,
+        base="/w/b.safetensors",
+        cancel_file=cancel_file("r"),
+    )
     steps = training_steps(**common, score=False)
     assert [a[0] for _, a in steps] == ["train"] and "--cancel-file" in steps[0][1]
     assert [a[0] for _, a in training_steps(**common)] == ["evaluate", "train", "evaluate"]
@@ -460,8 +572,14 @@ def test_the_scene_pair_chain_prepares_trains_and_cancels_through_the_file(tmp_p
     write_volume(volume_from_ijk_to_ras(mri, mri_m), files["mri"])
     write_volume(volume_from_ijk_to_ras(pet, pet_m), files["moving"])
     env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
-    args = prepare_volumes_arguments(mri=files["mri"], moving=files["moving"], modality="PET",
-                                     out=dataset_folder("scene"), case=case_name("MRI scan"), register="none")  # fmt: skip
+    args = prepare_volumes_arguments(
+        mri=files["mri"],
+        moving=files["moving"],
+        modality="PET",
+        out=dataset_folder("scene"),
+        case=case_name("MRI scan"),
+        register="none",
+    )
     proc = BackgroundProcess(module_command(sys.executable, "EDPSNLib.cli", *args), env=env)
     assert proc.start().wait(timeout=300) == 0, proc.stderr_tail
     assert all("event" in e for e in proc.poll())
@@ -470,11 +588,22 @@ def test_the_scene_pair_chain_prepares_trains_and_cancels_through_the_file(tmp_p
     data = dataset_folder("scene")
     assert check_training_inputs(data, "MRI-PET", "scene") is None
     assert split_size(data, "MRI-PET", "train") > 0
-    steps = training_steps(name="scene", pair="MRI-PET", data=data, device="cpu", epochs=50,
-                           batch_size=2, lr=1e-4, crop=32, cancel_file=cancel_file("scene"),
-                           score=split_size(data, "MRI-PET") > 0)  # fmt: skip
+    steps = training_steps(
+        name="scene",
+        pair="MRI-PET",
+        data=data,
+        device="cpu",
+        epochs=50,
+        batch_size=2,
+        lr=1e-4,
+        crop=32,
+        cancel_file=cancel_file("scene"),
+        score=split_size(data, "MRI-PET") > 0,
+    )
     train = next(a for _, a in steps if a[0] == "train")
-    proc = BackgroundProcess(module_command(sys.executable, "EDPSNLib.cli", *train, "--threads", "1"), env=env)  # fmt: skip
+    proc = BackgroundProcess(
+        module_command(sys.executable, "EDPSNLib.cli", *train, "--threads", "1"), env=env
+    )
     proc.start()
     kinds, deadline = [], time.monotonic() + 300
     while "step" not in kinds and proc.running and time.monotonic() < deadline:

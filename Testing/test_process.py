@@ -58,8 +58,10 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 def test_parse_line_reads_json_events_and_keeps_other_text():
     assert parse_line('{"event": "progress", "done": 3, "total": 9}\n') == {
-        "event": "progress", "done": 3, "total": 9,
-    }  # fmt: skip
+        "event": "progress",
+        "done": 3,
+        "total": 9,
+    }
     assert parse_line("Reading volumes\n") == {"event": "stdout", "message": "Reading volumes"}
     assert parse_line('{"no_event": 1}') == {"event": "stdout", "message": '{"no_event": 1}'}
     assert parse_line("{broken json") == {"event": "stdout", "message": "{broken json"}

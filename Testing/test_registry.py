@@ -79,8 +79,11 @@ def test_install_copies_verified_weights_and_lists_them(tmp_path: Path, user_dir
     assert loaded["metrics"] == src_meta["metrics"]
     entry = list_models(user_dir=user_dir)[-1]
     assert (entry.name, entry.source, entry.valid, entry.shadows_default) == (
-        "pet-v2", "user", True, False,
-    )  # fmt: skip
+        "pet-v2",
+        "user",
+        True,
+        False,
+    )
     assert (entry.pair, entry.data, entry.date) == (
         src_meta["pair"],
         src_meta["data"],
@@ -211,8 +214,9 @@ def test_cli_list_json_install_show_remove(tmp_path: Path, capsys: pytest.Captur
     )
     listed = json.loads(capsys.readouterr().out)
     assert [(d["name"], d["source"]) for d in listed] == [
-        ("EDPSN_MRI-SPECT", "default"), ("spect-a", "user"),
-    ]  # fmt: skip
+        ("EDPSN_MRI-SPECT", "default"),
+        ("spect-a", "user"),
+    ]
     assert listed[1]["metrics"] == meta["metrics"] and listed[1]["valid"] is True
     assert listed[1]["path"] == str(folder / "spect-a.safetensors")
     assert main(["models", "show", "spect-a", "--models-dir", str(folder)]) == 0
@@ -231,9 +235,21 @@ def test_cli_fuse_looks_names_up_in_models_dir(
 ) -> None:
     folder = tmp_path / "m"
     install_model(_copy("MRI-PET", tmp_path / "run"), "pet-only", user_dir=folder)
-    args = ["fuse", "--mri", str(SAMPLE / "harvard_case25_MRI.nrrd"), "--register", "none",
-            "--moving", str(SAMPLE / "harvard_case25_PET.nrrd"), "--out", str(tmp_path / "f.nrrd"),
-            "--weights", "pet-only", "--device", "cpu"]  # fmt: skip
+    args = [
+        "fuse",
+        "--mri",
+        str(SAMPLE / "harvard_case25_MRI.nrrd"),
+        "--register",
+        "none",
+        "--moving",
+        str(SAMPLE / "harvard_case25_PET.nrrd"),
+        "--out",
+        str(tmp_path / "f.nrrd"),
+        "--weights",
+        "pet-only",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--modality", "SPECT", "--models-dir", str(tmp_path / "empty")]) == 2
     assert "No model named 'pet-only'" in capsys.readouterr().err
     # Found in --models-dir, then refused for the other pair before any fusion is written.

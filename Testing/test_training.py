@@ -27,8 +27,16 @@ from EDPSNLib.training.datasets import (
 from EDPSNLib.training.report import read_jsonl
 from EDPSNLib.training.trainer import TrainConfig, train
 
-SMALL = dict(pair="MRI-PET", epochs=2, batch_size=2, crop=64, max_steps_per_epoch=3,
-             max_val_images=1, device="cpu", seed=0)  # fmt: skip
+SMALL = dict(
+    pair="MRI-PET",
+    epochs=2,
+    batch_size=2,
+    crop=64,
+    max_steps_per_epoch=3,
+    max_val_images=1,
+    device="cpu",
+    seed=0,
+)
 
 
 def _losses(result) -> list[float]:
@@ -191,8 +199,26 @@ def test_dataset_crops_are_seeded_and_match_the_images():
 
 def test_cli_train_runs_and_reports_json(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["train", "--pair", "MRI-PET", "--out", str(out), "--epochs", "1", "--max-steps-per-epoch", "2",
-            "--batch-size", "2", "--crop", "64", "--max-val-images", "1", "--device", "cpu", "--json-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--pair",
+        "MRI-PET",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "64",
+        "--max-val-images",
+        "1",
+        "--device",
+        "cpu",
+        "--json-progress",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]

@@ -21,10 +21,32 @@ from EDPSNLib.training.checkpoint import load_checkpoint
 from EDPSNLib.training.report import read_jsonl
 from EDPSNLib.training.trainer import TrainConfig, train
 
-SMALL = dict(pair="MRI-PET", epochs=1, batch_size=2, crop=64, max_steps_per_epoch=2,
-             max_val_images=1, device="cpu", seed=0)  # fmt: skip
-FLAGS = ["--pair", "MRI-PET", "--batch-size", "2", "--crop", "64", "--max-steps-per-epoch", "2",
-         "--max-val-images", "1", "--device", "cpu", "--seed", "0"]  # fmt: skip
+SMALL = dict(
+    pair="MRI-PET",
+    epochs=1,
+    batch_size=2,
+    crop=64,
+    max_steps_per_epoch=2,
+    max_val_images=1,
+    device="cpu",
+    seed=0,
+)
+FLAGS = [
+    "--pair",
+    "MRI-PET",
+    "--batch-size",
+    "2",
+    "--crop",
+    "64",
+    "--max-steps-per-epoch",
+    "2",
+    "--max-val-images",
+    "1",
+    "--device",
+    "cpu",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +100,22 @@ def test_cancel_file_written_while_the_run_starts_is_honoured(tmp_path):
 
 def test_cli_cancel_file_exits_130_with_resume_hint(tmp_path):
     out, flag = tmp_path / "cli", tmp_path / "stop.flag"
-    cmd = [sys.executable, "-m", "EDPSNLib.cli", "train", *FLAGS, "--epochs", "3", "--out", str(out),
-           "--cancel-file", str(flag), "--threads", "1", "--json-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "EDPSNLib.cli",
+        "train",
+        *FLAGS,
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+        "--cancel-file",
+        str(flag),
+        "--threads",
+        "1",
+        "--json-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     printed = []
     for line in proc.stdout:  # create the file once training has started: it stops soon after
@@ -114,8 +150,23 @@ def test_full_disk_while_checkpointing_keeps_the_old_checkpoint(epoch_one, tmp_p
     # 150 kB: the log (few kB), weights (~65 kB) and curves (~110 kB) fit, the checkpoint
     # (~260 kB: weights and Adam moments) does not -- as on a disk that fills up.
     assert (out / "last.safetensors").stat().st_size < 150_000 < len(before)
-    cmd = [sys.executable, "-c", _LIMITED, "150000", "train", *FLAGS, "--epochs", "2", "--out", str(out),
-           "--resume", str(ckpt_path), "--threads", "1", "--json-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        _LIMITED,
+        "150000",
+        "train",
+        *FLAGS,
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--resume",
+        str(ckpt_path),
+        "--threads",
+        "1",
+        "--json-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr
@@ -126,8 +177,11 @@ def test_full_disk_while_checkpointing_keeps_the_old_checkpoint(epoch_one, tmp_p
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name]  # no half-written files
     log = read_jsonl(out / "progress.jsonl")
     assert log[-1]["event"] == "error" and "EFBIG" in log[-1]["message"]
-    failed = [e["loss"] for e in log[log.index(next(e for e in log if e.get("resumed_from"))) :]
-              if e["event"] == "step"]  # fmt: skip
+    failed = [
+        e["loss"]
+        for e in log[log.index(next(e for e in log if e.get("resumed_from"))) :]
+        if e["event"] == "step"
+    ]
     # With space again, the kept checkpoint resumes and redoes epoch 2 exactly (same thread
     # count as the subprocess: exact floats hold only between runs with the same count).
     with torch_threads(1):
@@ -145,7 +199,10 @@ def _edited(ckpt_path, dest, edit) -> str:
 
 def test_incompatible_checkpoints_are_refused_clearly(epoch_one, tmp_path):
     src = epoch_one.checkpoint
-    resume = lambda path, **kw: train(TrainConfig(out=tmp_path / "out", resume=path, **{**SMALL, **kw}))  # noqa: E731  # fmt: skip
+
+    def resume(path, **kw):
+        return train(TrainConfig(out=tmp_path / "out", resume=path, **{**SMALL, **kw}))
+
     other_arch = _edited(src, tmp_path / "arch.pt", lambda c: c.update(architecture="edpsn-v0"))
     with pytest.raises(InputError, match=r"network 'edpsn-v0'.*start a fresh run.*--init"):
         resume(other_arch)
@@ -170,8 +227,15 @@ def test_incompatible_checkpoints_are_refused_clearly(epoch_one, tmp_path):
 
 
 def test_cli_resume_with_other_ablation_switch(epoch_one, tmp_path, capsys):
-    args = ["train", *FLAGS, "--out", str(tmp_path / "x"), "--resume", str(epoch_one.checkpoint),
-            "--no-dps"]  # fmt: skip
+    args = [
+        "train",
+        *FLAGS,
+        "--out",
+        str(tmp_path / "x"),
+        "--resume",
+        str(epoch_one.checkpoint),
+        "--no-dps",
+    ]
     assert main(args) == 2
     assert "use_dps=True (asked: False)" in capsys.readouterr().err
     assert os.listdir(tmp_path / "x") == []  # nothing written (the folder only)

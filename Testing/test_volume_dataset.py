@@ -125,9 +125,15 @@ def test_phantom_ct_rigid_registration_and_test_block(tmp_path):
         prepare_volume_pair(mr, ct, "CT", tmp_path, "pig")
     assert not (tmp_path / "dataset.json").exists()
     res = prepare_volume_pair(
-        mr, ct, "CT", tmp_path, "pig", orientation="search", ct_window="soft-tissue",
+        mr,
+        ct,
+        "CT",
+        tmp_path,
+        "pig",
+        orientation="search",
+        ct_window="soft-tissue",
         test_fraction=0.25,
-    )  # fmt: skip
+    )
     reg = res.registration
     assert reg.final_metric < reg.metric_before - 0.1 and reg.orientation.startswith("turned 180")
     # the recorded transform reproduces the written CT slices
@@ -166,18 +172,28 @@ def test_split_blocks_edges():
 
 def test_append_replace_and_size(tmp_path, sample):
     mri, pet = sample
-    a = prepare_volume_pair(*(_slab(v, 30, 12) for v in sample), "PET", tmp_path, "a", "none",
-                            axis="coronal", test_fraction=0.25)  # fmt: skip
-    b = prepare_volume_pair(*(_slab(v, 50, 8) for v in sample), "PET", tmp_path, "b", "none",
-                            axis="coronal")  # fmt: skip
+    a = prepare_volume_pair(
+        *(_slab(v, 30, 12) for v in sample),
+        "PET",
+        tmp_path,
+        "a",
+        "none",
+        axis="coronal",
+        test_fraction=0.25,
+    )
+    b = prepare_volume_pair(
+        *(_slab(v, 50, 8) for v in sample), "PET", tmp_path, "b", "none", axis="coronal"
+    )
     cases = {e["case"]: e for e in read_manifest(tmp_path)["cases"]}
     assert set(cases) == {"a", "a-test", "b"} and cases["a-test"]["split"] == "test"
     assert dataset_summary(tmp_path)["MRI-PET"] == {
-        "train": len(a.train) + len(b.train), "test": len(a.test),
-    }  # fmt: skip
+        "train": len(a.train) + len(b.train),
+        "test": len(a.test),
+    }
     # replacing a without a test block drops a-test: manifest, split files and images
-    a2 = prepare_volume_pair(*(_slab(v, 30, 6) for v in sample), "PET", tmp_path, "a", "none",
-                             axis="coronal")  # fmt: skip
+    a2 = prepare_volume_pair(
+        *(_slab(v, 30, 6) for v in sample), "PET", tmp_path, "a", "none", axis="coronal"
+    )
     assert {e["case"] for e in read_manifest(tmp_path)["cases"]} == {"a", "b"}
     assert (tmp_path / "splits" / "MRI-PET" / "test.txt").read_text() == ""
     on_disk = sorted(p.stem for p in (tmp_path / "MRI-PET" / "PET").glob("*.png"))
@@ -188,8 +204,16 @@ def test_append_replace_and_size(tmp_path, sample):
         prepare_volume_pair(_slab(mri, 40, 4), _slab(pet, 40, 4), "PET", tmp_path, "c", "none")
     assert (tmp_path / "dataset.json").read_bytes() == before
     # --size: axial slices of the sample are 94 x 256: padded to a square, then 128 x 128
-    sized = prepare_volume_pair(_slab(mri, 30, 40), _slab(pet, 30, 40), "PET", tmp_path / "s",
-                                "ax", "none", axis="axial", size=128)  # fmt: skip
+    sized = prepare_volume_pair(
+        _slab(mri, 30, 40),
+        _slab(pet, 30, 40),
+        "PET",
+        tmp_path / "s",
+        "ax",
+        "none",
+        axis="axial",
+        size=128,
+    )
     assert sized.size == (128, 128)
     img = _png(tmp_path / "s", "MRI-PET", "PET", sized.train[len(sized.train) // 2])
     band = (256 - 94) // 2 * 128 // 256  # rows of padding above the slice at 128 pixels
@@ -203,12 +227,20 @@ def test_prepared_set_trains(tmp_path, sample):
     from EDPSNLib.training.trainer import TrainConfig, train
 
     data = tmp_path / "data"
-    prep = prepare_volume_pair(*(_slab(v, 38, 12) for v in sample), "PET", data, "c25", "none",
-                               axis="coronal")  # fmt: skip
+    prep = prepare_volume_pair(
+        *(_slab(v, 38, 12) for v in sample), "PET", data, "c25", "none", axis="coronal"
+    )
     cfg = TrainConfig(
-        out=tmp_path / "run", pair="MRI-PET", data=data, epochs=1, max_steps_per_epoch=1,
-        batch_size=2, crop=64, max_val_images=2, device="cpu",
-    )  # fmt: skip
+        out=tmp_path / "run",
+        pair="MRI-PET",
+        data=data,
+        epochs=1,
+        max_steps_per_epoch=1,
+        batch_size=2,
+        crop=64,
+        max_val_images=2,
+        device="cpu",
+    )
     result = train(cfg)
     assert result.weights is not None and result.weights.is_file()
     _, meta = load_weights(result.weights, expected_pair="MRI-PET", device="cpu")
@@ -228,9 +260,26 @@ def test_cli_end_to_end_and_bad_input(tmp_path, sample, capsys):
         sitk.WriteImage(vol.image, str(path))
     before = [_sha(p) for p in paths]
     out = tmp_path / "set"
-    args = ["prepare", "volumes", "--mri", str(paths[0]), "--moving", str(paths[1]),
-            "--modality", "PET", "--out", str(out), "--register", "none", "--axis", "coronal",
-            "--test-fraction", "0.2", "--test-gap", "1"]  # fmt: skip
+    args = [
+        "prepare",
+        "volumes",
+        "--mri",
+        str(paths[0]),
+        "--moving",
+        str(paths[1]),
+        "--modality",
+        "PET",
+        "--out",
+        str(out),
+        "--register",
+        "none",
+        "--axis",
+        "coronal",
+        "--test-fraction",
+        "0.2",
+        "--test-gap",
+        "1",
+    ]
     assert main([*args, "--json-progress"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     done = events[-1]
@@ -266,8 +315,14 @@ def test_bad_inputs_have_clear_messages(tmp_path, sample):
     with pytest.raises(InputError, match="RGB"):  # colour volume as the MRI
         prepare_volume_pair(pet, pet, "PET", tmp_path / "o", "c", "none", axis="coronal")
     with pytest.raises(InputError, match="Hounsfield"):  # a real CT called PET
-        prepare_volume_pair(read_volume(STS / "CT_crop"), read_volume(STS / "CT_crop"), "PET",
-                            tmp_path / "o", "c", "none")  # fmt: skip
+        prepare_volume_pair(
+            read_volume(STS / "CT_crop"),
+            read_volume(STS / "CT_crop"),
+            "PET",
+            tmp_path / "o",
+            "c",
+            "none",
+        )
     far = Volume(sitk.Image(pet.image), "", {})
     far.image.SetOrigin(tuple(np.array(pet.origin) + [0.0, 0.0, 500.0]))
     with pytest.raises(RegistrationError, match="overlap"):
@@ -276,13 +331,16 @@ def test_bad_inputs_have_clear_messages(tmp_path, sample):
     with pytest.raises(InputError, match="No slice has tissue in both"):
         prepare_volume_pair(mri, dim, "PET", tmp_path / "o", "c", "none", axis="coronal")
     for kwargs, match in (
-        ({"test_fraction": 1.0}, "test-fraction"), ({"axis": "oblique"}, "axis"),
-        ({"size": 4}, "size"), ({"case": "a b"}, "Case name"),
-    ):  # fmt: skip
+        ({"test_fraction": 1.0}, "test-fraction"),
+        ({"axis": "oblique"}, "axis"),
+        ({"size": 4}, "size"),
+        ({"case": "a b"}, "Case name"),
+    ):
         kw = {"case": "c", "axis": "coronal", **kwargs}
         with pytest.raises(InputError, match=match):
             prepare_volume_pair(mri, pet, "PET", tmp_path / "o", register="none", **kw)
     with pytest.raises(InputError, match="CT window"):
-        prepare_volume_pair(mri, read_volume(STS / "CT_crop"), "CT", tmp_path / "o", "c",
-                            ct_window="lungs")  # fmt: skip
+        prepare_volume_pair(
+            mri, read_volume(STS / "CT_crop"), "CT", tmp_path / "o", "c", ct_window="lungs"
+        )
     assert not (tmp_path / "o").exists()

@@ -64,9 +64,10 @@ def test_nifti_geometry_matches_nibabel() -> None:
 def test_metaimage_geometry_matches_its_header() -> None:
     vol = read_volume(RIRE_MR, modality="mr")
     header = dict(
-        line.split(" = ", 1) for line in RIRE_MR.read_bytes()[:1000].decode(errors="ignore").splitlines()
+        line.split(" = ", 1)
+        for line in RIRE_MR.read_bytes()[:1000].decode(errors="ignore").splitlines()
         if " = " in line
-    )  # fmt: skip
+    )
     assert vol.modality == "MR"
     assert vol.image.GetSize() == tuple(int(v) for v in header["DimSize"].split())
     np.testing.assert_allclose(vol.spacing, [float(v) for v in header["ElementSpacing"].split()])

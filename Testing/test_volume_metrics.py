@@ -161,9 +161,12 @@ def test_inputs_that_do_not_match_are_refused_with_the_fix(case):
         score_fused_volume((case["mri"], g), (case["pet"], g), (case["fused"], g), "CT")
     with pytest.raises(InputError, match="not on the MRI's voxel grid"):
         score_fused_volume(
-            (case["mri"], g), (case["pet"], g), (case["fused"], g), "PET",
+            (case["mri"], g),
+            (case["pet"], g),
+            (case["fused"], g),
+            "PET",
             regions=(np.zeros(case["mri"].shape[:2] + (3,), np.uint8), g),
-        )  # fmt: skip
+        )
     with pytest.raises(InputError, match="singular"):
         volume_from_ijk_to_ras(case["mri"], np.zeros((4, 4)))
 
@@ -212,8 +215,11 @@ def test_the_scoring_the_module_starts_writes_the_metrics_it_reads_back(tmp_path
     shift = np.eye(4)
     shift[:3, 3] = (5.0, -4.0, 2.0)
     files = jobs.score_files(tmp_path)
-    for key, (array, matrix) in {"mri": (mri, mri_m), "moving": (pet, shift @ pet_m),
-                                 "fused": (fusion.fused, mri_m)}.items():  # fmt: skip
+    for key, (array, matrix) in {
+        "mri": (mri, mri_m),
+        "moving": (pet, shift @ pet_m),
+        "fused": (fusion.fused, mri_m),
+    }.items():
         write_volume(volume_from_ijk_to_ras(array, matrix), files[key])
     args = jobs.score_arguments(files, "PET", moving_to_mri=np.linalg.inv(shift), regions=False)
     env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])

@@ -29,8 +29,15 @@ def saved(tmp_path):
     """A seeded, non-default model saved with training-like metadata."""
     torch.manual_seed(1)
     model = EDPSN(EDPSNConfig(channels=8, decoder_channels=4))
-    meta = {"pair": "MRI-PET", "data": "harvard", "split": "train", "epochs": 3,
-            "metrics": {"Qabf": 0.5}, "perceptual": "random-conv-seed0", "command": "edpsn train"}  # fmt: skip
+    meta = {
+        "pair": "MRI-PET",
+        "data": "harvard",
+        "split": "train",
+        "epochs": 3,
+        "metrics": {"Qabf": 0.5},
+        "perceptual": "random-conv-seed0",
+        "command": "edpsn train",
+    }
     path = save_weights(tmp_path / "w.safetensors", model, meta)
     return path, model
 

@@ -43,9 +43,14 @@ def main() -> None:
     prepared = prepare_volume_pair(
         folder / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz",
         folder / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz",
-        "CT", out / "dataset", case="phantom", register="rigid", orientation="search",
-        ct_window="soft-tissue", test_fraction=0.2,
-    )  # fmt: skip
+        "CT",
+        out / "dataset",
+        case="phantom",
+        register="rigid",
+        orientation="search",
+        ct_window="soft-tissue",
+        test_fraction=0.2,
+    )
     t_prep = time.perf_counter() - t0
     counts = dataset_summary(out / "dataset")[PAIR]
     root = out / "dataset"
@@ -55,10 +60,17 @@ def main() -> None:
     t0 = time.perf_counter()
     result = train(
         TrainConfig(
-            out=out / "run", pair=PAIR, data=root, epochs=args.epochs, lr=args.lr,
-            batch_size=args.batch_size, crop=128, init=default_weights_path(PAIR), seed=0,
+            out=out / "run",
+            pair=PAIR,
+            data=root,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            crop=128,
+            init=default_weights_path(PAIR),
+            seed=0,
         )
-    )  # fmt: skip
+    )
     t_train = time.perf_counter() - t0
     after = evaluate_method(PAIR, "test", "edpsn", root=root, weights=result.weights)
     after.method = "edpsn, fine-tuned on the phantom"

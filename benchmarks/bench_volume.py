@@ -92,8 +92,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.slices.split(",")):
             mri_path, pet_path = make_pair(n, Path(tmp))
-            cmd = [sys.executable, __file__, "--method", args.method, "--device", args.device,
-                   "--child", str(mri_path), str(pet_path), tmp]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--method",
+                args.method,
+                "--device",
+                args.device,
+                "--child",
+                str(mri_path),
+                str(pet_path),
+                tmp,
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)

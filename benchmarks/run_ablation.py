@@ -39,10 +39,17 @@ def main() -> None:
         folder = Path(args.out) / name.replace("/", "").replace(",", "").replace(" ", "_")
         t0 = time.perf_counter()
         cfg = TrainConfig(
-            out=folder, pair=args.pair, epochs=args.epochs, batch_size=8, lr=args.lr, crop=128,
-            device="cpu", model=VARIANTS[name] or None, progress_bar=False,
+            out=folder,
+            pair=args.pair,
+            epochs=args.epochs,
+            batch_size=8,
+            lr=args.lr,
+            crop=128,
+            device="cpu",
+            model=VARIANTS[name] or None,
+            progress_bar=False,
             loss=LossConfig(w_mean_intensity=0.1, w_gradient=2.0),
-        )  # fmt: skip
+        )
         result = train(cfg)
         ev = evaluate_method(args.pair, "test", "edpsn", weights=result.weights)
         rows.append((name, ev.mean(), time.perf_counter() - t0))

@@ -39,9 +39,11 @@ def setupPythonRequirements(log, askConfirmation=True):
 
             # Requirement objects: slicer.pydeps.pip_ensure takes only those (not strings).
             pydeps.pip_ensure(
-                [Requirement(spec) for spec in missing], constraints=str(constraints),
-                prompt_install=askConfirmation, requester="EDPSN",
-            )  # fmt: skip
+                [Requirement(spec) for spec in missing],
+                constraints=str(constraints),
+                prompt_install=askConfirmation,
+                requester="EDPSN",
+            )
         else:
             slicer.util.pip_install(["-c", str(constraints), *missing])
     if requirements.missing_requirements():

@@ -31,7 +31,12 @@ def scoreStep(p):
         raise ValueError("Select the fused volume, its MRI and its CT, PET or SPECT volume.")
     tmp = Path(tempfile.mkdtemp(prefix="EDPSNEvaluate-", dir=slicer.app.temporaryPath))
     files = fuse_jobs.score_files(tmp)
-    nodes = {"mri": p.evalMri, "moving": p.evalMoving, "fused": p.evalFused, "regions": p.evalRegions}  # fmt: skip
+    nodes = {
+        "mri": p.evalMri,
+        "moving": p.evalMoving,
+        "fused": p.evalFused,
+        "regions": p.evalRegions,
+    }
     try:
         exportNodes(nodes, files)
     except Exception:
@@ -40,11 +45,16 @@ def scoreStep(p):
     fused, transform = p.evalFused, p.evalTransform
     colormap = fused.GetAttribute("EDPSN.colormap")
     args = fuse_jobs.score_arguments(
-        files, p.evalModality.value, ct_window=fused.GetAttribute("EDPSN.ctWindow") or "brain",
-        colormap=None if colormap in (None, "", "default") else colormap, axis=p.evalAxis.value,
-        moving_to_mri=slicer.util.arrayFromTransformMatrix(transform, toWorld=True) if transform else None,
+        files,
+        p.evalModality.value,
+        ct_window=fused.GetAttribute("EDPSN.ctWindow") or "brain",
+        colormap=None if colormap in (None, "", "default") else colormap,
+        axis=p.evalAxis.value,
+        moving_to_mri=slicer.util.arrayFromTransformMatrix(transform, toWorld=True)
+        if transform
+        else None,
         regions=p.evalRegions is not None,
-    )  # fmt: skip
+    )
     step = Step(f"Scoring {fused.GetName()}...", "Scoring", "EDPSNLib.fusion.scoring", args)
     return step, tmp, files["metrics"]
 

@@ -47,11 +47,18 @@ def dataFolder(p):
 def settings(p, maxStepsPerEpoch=None):
     """The training choices, read once at start (the GUI may change while the data is prepared)."""
     return dict(
-        name=p.outputName, pair=p.pair.value, data=dataFolder(p), device=p.device.value,
-        epochs=p.epochs, batch_size=p.batchSize, lr=p.learningRate, crop=p.crop,
-        base=p.baseWeights or None, max_steps_per_epoch=maxStepsPerEpoch,
+        name=p.outputName,
+        pair=p.pair.value,
+        data=dataFolder(p),
+        device=p.device.value,
+        epochs=p.epochs,
+        batch_size=p.batchSize,
+        lr=p.learningRate,
+        crop=p.crop,
+        base=p.baseWeights or None,
+        max_steps_per_epoch=maxStepsPerEpoch,
         cancel_file=train_jobs.cancel_file(p.outputName),
-    )  # fmt: skip
+    )
 
 
 def trainingSteps(s, score=True):
@@ -60,10 +67,16 @@ def trainingSteps(s, score=True):
     steps = []
     for message, args in train_jobs.training_steps(**s, resume=resume, score=score):
         train = args[0] == "train"
-        steps.append(Step(
-            message, "Training" if train else "Scoring", "EDPSNLib.cli", args,
-            graceS=CANCEL_GRACE_S if train else 10.0, cancelFile=s["cancel_file"] if train else None,
-        ))  # fmt: skip
+        steps.append(
+            Step(
+                message,
+                "Training" if train else "Scoring",
+                "EDPSNLib.cli",
+                args,
+                graceS=CANCEL_GRACE_S if train else 10.0,
+                cancelFile=s["cancel_file"] if train else None,
+            )
+        )
     return steps
 
 
@@ -84,16 +97,24 @@ def prepareStep(p, s):
     try:
         exportNodes({"mri": mri, "moving": moving}, files)
         args = train_jobs.prepare_volumes_arguments(
-            mri=files["mri"], moving=files["moving"], modality=p.pair.modality, out=out,
-            case=train_jobs.case_name(mri.GetName()), register=p.sceneRegistration.value,
+            mri=files["mri"],
+            moving=files["moving"],
+            modality=p.pair.modality,
+            out=out,
+            case=train_jobs.case_name(mri.GetName()),
+            register=p.sceneRegistration.value,
             test_fraction=p.sceneTestPercent / 100.0,
-        )  # fmt: skip
+        )
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    source = {"source": "scene", "mri": mri.GetName(), "moving": moving.GetName(),
-              "register": p.sceneRegistration.value,
-              "test_fraction": p.sceneTestPercent / 100.0}  # fmt: skip
+    source = {
+        "source": "scene",
+        "mri": mri.GetName(),
+        "moving": moving.GetName(),
+        "register": p.sceneRegistration.value,
+        "test_fraction": p.sceneTestPercent / 100.0,
+    }
     message = f"Preparing training slices from {mri.GetName()} and {moving.GetName()}..."
     return Step(message, "Preparing", "EDPSNLib.cli", args, tmp=tmp), source
 

@@ -43,17 +43,30 @@ def device_report(choice: str = "auto") -> dict[str, Any]:
     props = torch.cuda.get_device_properties(0)
     free, total = torch.cuda.mem_get_info(0)
     return {
-        "choice": choice, "device": "cuda", "name": props.name, "total_bytes": int(total),
-        "free_bytes": int(free), "low_memory": free < LOW_GPU_MEMORY, "reason": "", "usable": True,
-        "torch": torch.__version__, "cuda": torch.version.cuda,
-    }  # fmt: skip
+        "choice": choice,
+        "device": "cuda",
+        "name": props.name,
+        "total_bytes": int(total),
+        "free_bytes": int(free),
+        "low_memory": free < LOW_GPU_MEMORY,
+        "reason": "",
+        "usable": True,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def _cpu(choice: str, reason: str, usable: bool = True) -> dict[str, Any]:
     return {
-        "choice": choice, "device": "cpu", "name": "CPU", "total_bytes": None, "free_bytes": None,
-        "low_memory": False, "reason": reason, "usable": usable,
-    }  # fmt: skip
+        "choice": choice,
+        "device": "cpu",
+        "name": "CPU",
+        "total_bytes": None,
+        "free_bytes": None,
+        "low_memory": False,
+        "reason": reason,
+        "usable": usable,
+    }
 
 
 def describe(report: dict[str, Any]) -> str:

@@ -37,13 +37,32 @@ def run(args: argparse.Namespace) -> int:
     pet_path = SAMPLE_DIR / "harvard_case25_PET.nrrd"
     parser = argparse.ArgumentParser()
     fuse_arguments(parser)
-    fuse_args = parser.parse_args([
-        "--mri", str(mri_path), "--moving", str(pet_path), "--modality", "PET",
-        "--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nrrd"),
-        "--metrics", str(out / "metrics.csv"), "--transform", str(out / "pet_to_mri.tfm"),
-        "--register", args.register, "--axis", "coronal", "--device", args.device,
-        "--method", args.method,
-    ])  # fmt: skip
+    fuse_args = parser.parse_args(
+        [
+            "--mri",
+            str(mri_path),
+            "--moving",
+            str(pet_path),
+            "--modality",
+            "PET",
+            "--out",
+            str(out / "fused.nrrd"),
+            "--regions",
+            str(out / "regions.nrrd"),
+            "--metrics",
+            str(out / "metrics.csv"),
+            "--transform",
+            str(out / "pet_to_mri.tfm"),
+            "--register",
+            args.register,
+            "--axis",
+            "coronal",
+            "--device",
+            args.device,
+            "--method",
+            args.method,
+        ]
+    )
     fuse_run(fuse_args)
     mri = read_volume(mri_path).array
     pet = read_volume(pet_path).array

@@ -29,13 +29,17 @@ def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
     from EDPSNLib.fusion.pipeline import AXES
 
     parser.add_argument(
-        "--init", default="auto", choices=("auto", "geometry", "moments", "identity"),
+        "--init",
+        default="auto",
+        choices=("auto", "geometry", "moments", "identity"),
         help="start: auto = scanner coordinates if both share a frame of reference, else centres",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--orientation", default="header", choices=("header", "search"),
+        "--orientation",
+        default="header",
+        choices=("header", "search"),
         help="search also tries 180-degree turns (head-first vs feet-first scans)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--ct-window", default="brain", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
     )
@@ -177,10 +181,18 @@ def run(args: argparse.Namespace) -> int:
     rep = Reporter(args.json_progress)
     outs = _outputs(args)
     opts = FusionOptions(
-        modality=args.modality, register=args.register, init=args.init, orientation=args.orientation,
-        ct_window=parse_window(args.ct_window), colormap=args.colormap, axis=args.axis,
-        device=args.device, batch_size=args.batch_size, weights=_weights(args), method=args.method,
-    )  # fmt: skip
+        modality=args.modality,
+        register=args.register,
+        init=args.init,
+        orientation=args.orientation,
+        ct_window=parse_window(args.ct_window),
+        colormap=args.colormap,
+        axis=args.axis,
+        device=args.device,
+        batch_size=args.batch_size,
+        weights=_weights(args),
+        method=args.method,
+    )
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
@@ -204,9 +216,10 @@ def run(args: argparse.Namespace) -> int:
     if "transform" in outs and result.registration is not None:
         written["transform"] = str(save_transform(result.registration, outs["transform"]))
     summary = {
-        "volume_metrics": result.volume_metrics, "region_metrics": result.region_metrics,
+        "volume_metrics": result.volume_metrics,
+        "region_metrics": result.region_metrics,
         "info": result.info,
-    }  # fmt: skip
+    }
     rep.emit(event="done", outputs=written, **summary)
     if not args.json_progress:
         for row in rows[:4]:

@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name (default: the file name without .safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace a user model of that name")
     p.add_argument("--models-dir", help=_DIR_HELP, default=argparse.SUPPRESS)
-    for action, text in (("show", "print a model's sidecar metadata"),
-                         ("remove", "delete a user model (defaults cannot be removed)")):  # fmt: skip
+    for action, text in (
+        ("show", "print a model's sidecar metadata"),
+        ("remove", "delete a user model (defaults cannot be removed)"),
+    ):
         p = sub.add_parser(action, help=text)
         p.add_argument("name", help="model name as 'edpsn models' lists it")
         p.add_argument("--models-dir", help=_DIR_HELP, default=argparse.SUPPRESS)

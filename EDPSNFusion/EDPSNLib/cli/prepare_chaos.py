@@ -14,9 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from EDPSNLib.fusion.normalize import CT_WINDOWS
 
     parser.add_argument(
-        "--chaos", required=True,
+        "--chaos",
+        required=True,
         help="CHAOS folder (holding Train_Sets, or the NIfTI folders MR-T2SPIR/, CT/)",
-    )  # fmt: skip
+    )
     parser.add_argument("--ct", help="another CHAOS folder holding the CT (default: --chaos)")
     parser.add_argument("--out", required=True, help="data set folder (Harvard layout) to write")
     parser.add_argument("--mr-sequence", default="T2SPIR", choices=SEQUENCES)
@@ -25,13 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--register", default="affine", choices=("affine", "rigid"))
     parser.add_argument(
-        "--orientation", default="trust", choices=("trust", "header", "search"),
+        "--orientation",
+        default="trust",
+        choices=("trust", "header", "search"),
         help="trust the scan orientation (default); header/search: the checks of edpsn fuse",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--test-pairs", type=int,
+        "--test-pairs",
+        type=int,
         help="how many pairs (the last ones in CT order) form the test split (default: 1 in 5)",
-    )  # fmt: skip
+    )
     parser.add_argument("--pairing", help="CSV with ct_id,mr_id rows instead of the default rule")
     parser.add_argument("--size", type=int, default=256, help="slice size in pixels (square)")
     parser.add_argument("--threads", type=int, help="registration threads (default: all)")
@@ -75,15 +79,24 @@ def run(args: argparse.Namespace) -> int:
     window = parse_window(args.ct_window)
     window_ct([0.0], window)  # refuses an unknown preset before any work
     opts = ChaosOptions(
-        sequence=args.mr_sequence, window=window, method=args.register,
-        orientation=args.orientation, size=args.size, test_pairs=args.test_pairs,
+        sequence=args.mr_sequence,
+        window=window,
+        method=args.register,
+        orientation=args.orientation,
+        size=args.size,
+        test_pairs=args.test_pairs,
         threads=args.threads,
-    )  # fmt: skip
+    )
     rep = Reporter(args.json_progress)
     summary = prepare_chaos(
-        args.chaos, args.out, opts, ct_root=args.ct, pairing_file=args.pairing,
-        warn=rep.warn, progress=rep.progress,
-    )  # fmt: skip
+        args.chaos,
+        args.out,
+        opts,
+        ct_root=args.ct,
+        pairing_file=args.pairing,
+        warn=rep.warn,
+        progress=rep.progress,
+    )
     summary["warnings"] = rep.warnings
     rep.emit(event="done", **summary)
     if not args.json_progress:

@@ -25,18 +25,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--case", help="case name (default: from the MRI file or folder name)")
     parser.add_argument(
-        "--register", default="rigid", choices=("rigid", "affine", "none"),
+        "--register",
+        default="rigid",
+        choices=("rigid", "affine", "none"),
         help="none: the volumes are already aligned in world coordinates",
-    )  # fmt: skip
+    )
     add_slicing_arguments(parser)
     parser.add_argument(
-        "--test-fraction", type=float, default=0.0, metavar="F",
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
         help="hold out a contiguous middle block of this fraction of the slices as <case>-test",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--test-gap", type=int, default=DEFAULT_TEST_GAP, metavar="K",
+        "--test-gap",
+        type=int,
+        default=DEFAULT_TEST_GAP,
+        metavar="K",
         help="slices left out on each side of the test block (neighbours are near-duplicates)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--size", type=int, metavar="N", help="pad each slice to a square and resample to N x N"
     )
@@ -71,23 +79,43 @@ def run(args: argparse.Namespace) -> int:
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
     rep.stage("prepare", f"Registering ({args.register}) and slicing along the {args.axis} axis")
     result = prepare_volume_pair(
-        mri, moving, args.modality, args.out, args.case, args.register,
-        init=args.init, orientation=args.orientation, axis=args.axis, ct_window=window,
-        colormap=args.colormap, test_fraction=args.test_fraction, test_gap=args.test_gap,
-        size=args.size, progress=rep.progress, log=rep.log,
-    )  # fmt: skip
+        mri,
+        moving,
+        args.modality,
+        args.out,
+        args.case,
+        args.register,
+        init=args.init,
+        orientation=args.orientation,
+        axis=args.axis,
+        ct_window=window,
+        colormap=args.colormap,
+        test_fraction=args.test_fraction,
+        test_gap=args.test_gap,
+        size=args.size,
+        progress=rep.progress,
+        log=rep.log,
+    )
     root = str(result.root.resolve())
     totals = dataset_summary(root).get(result.pair, {"train": 0, "test": 0})
     command = train_command(root, result.pair, result.size)
     rep.emit(
-        event="done", dataset=root, pair=result.pair, case=result.case,
-        train=len(result.train), test=len(result.test), size=list(result.size),
-        dataset_totals=totals, train_command=command,
-    )  # fmt: skip
+        event="done",
+        dataset=root,
+        pair=result.pair,
+        case=result.case,
+        train=len(result.train),
+        test=len(result.test),
+        size=list(result.size),
+        dataset_totals=totals,
+        train_command=command,
+    )
     if not args.json_progress:
         h, w = result.size
-        print(f"Case {result.case}: {len(result.train)} train + {len(result.test)} test slices "
-              f"({h}x{w}) written to {root}")  # fmt: skip
+        print(
+            f"Case {result.case}: {len(result.train)} train + {len(result.test)} test slices "
+            f"({h}x{w}) written to {root}"
+        )
         print(f"{result.pair} in this data set: {totals['train']} train, {totals['test']} test")
         if min(result.size) < 128:
             print(

@@ -147,19 +147,34 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(
-        out=args.out, pair=args.pair, data=args.data, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, crop=args.crop, device=args.device,
-        resume=args.resume, init=args.init, seed=args.seed, vgg_weights=args.vgg_weights,
-        max_steps_per_epoch=args.max_steps_per_epoch, workers=args.workers,
-        max_val_images=args.max_val_images, select=args.select, cancel_file=args.cancel_file,
+        out=args.out,
+        pair=args.pair,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        crop=args.crop,
+        device=args.device,
+        resume=args.resume,
+        init=args.init,
+        seed=args.seed,
+        vgg_weights=args.vgg_weights,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        workers=args.workers,
+        max_val_images=args.max_val_images,
+        select=args.select,
+        cancel_file=args.cancel_file,
         cancel_since=IMPORTED_AT,
-        progress_bar=not args.json_progress, command=_command(args),
+        progress_bar=not args.json_progress,
+        command=_command(args),
         model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
         loss=LossConfig(
-            w_max_intensity=args.w_max_intensity, w_mean_intensity=args.w_mean_intensity,
-            w_gradient=args.w_gradient, w_perceptual=args.w_perceptual,
+            w_max_intensity=args.w_max_intensity,
+            w_mean_intensity=args.w_mean_intensity,
+            w_gradient=args.w_gradient,
+            w_perceptual=args.w_perceptual,
         ),
-    )  # fmt: skip
+    )
 
     def progress(event: dict[str, Any]) -> None:
         if args.json_progress:

@@ -18,8 +18,11 @@ def synthetic_mri_pet(
     PET (float32, 2 mm voxels, origin ``shift_mm`` off in R) showing the same world positions."""
     kk, jj, ii = (a.astype(np.float32) for a in np.indices(shape))
     ck, cj, ci = (s / 2.0 for s in shape)
-    r = np.sqrt(((ii - ci) / (0.4 * shape[2])) ** 2 + ((jj - cj) / (0.34 * shape[1])) ** 2
-                + ((kk - ck) / (0.6 * shape[0])) ** 2)  # fmt: skip
+    r = np.sqrt(
+        ((ii - ci) / (0.4 * shape[2])) ** 2
+        + ((jj - cj) / (0.34 * shape[1])) ** 2
+        + ((kk - ck) / (0.6 * shape[0])) ** 2
+    )
     mri = np.where(r < 1.0, 400.0 + 300.0 * np.cos(6.0 * r) + 20.0 * np.sin(ii / 3.0), 0.0)
     pet_shape = tuple(max(2, s // 2) for s in shape)
     k, j, i = (a.astype(np.float32) for a in np.indices(pet_shape))
@@ -32,8 +35,14 @@ def synthetic_mri_pet(
     return mri.astype(np.int16), np.eye(4), pet.astype(np.float32), pet_ijk_to_ras
 
 
-def synthetic_harvard(root: str | Path, pair: str = "MRI-PET", n_train: int = 10, n_test: int = 3,
-                      size: int = 64, seed: int = 0) -> Path:  # fmt: skip
+def synthetic_harvard(
+    root: str | Path,
+    pair: str = "MRI-PET",
+    n_train: int = 10,
+    n_test: int = 3,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
     """Write a tiny Harvard-layout folder (``<pair>/MRI``, ``<pair>/<func>``, ``splits``); returns it."""
     from PIL import Image
 

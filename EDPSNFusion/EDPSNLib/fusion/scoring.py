@@ -171,9 +171,14 @@ def score_fused_volume(
         t = None if moving_to_mri is None else sitk_transform_from_ras(moving_to_mri)
         moving_v = resample_to(mri_v, moving_v, t, default_value=0.0 if moving_v.is_rgb else None)
     opts = FusionOptions(
-        modality=modality, register="none", ct_window=ct_window, colormap=colormap, axis=axis,
-        batch_size=batch_size, method="replay",
-    )  # fmt: skip
+        modality=modality,
+        register="none",
+        ct_window=ct_window,
+        colormap=colormap,
+        axis=axis,
+        batch_size=batch_size,
+        method="replay",
+    )
     ax = slice_axis(mri_v, axis)
     mri01 = normalize_mri(np.moveaxis(mri_v.array, ax, 0))  # as fuse_volumes computes it
     todo = np.flatnonzero((mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS)
@@ -237,17 +242,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         volumes = [load(p) for p in (args.mri, args.moving, args.fused)]
         emit(event="stage", stage="metrics", message="Scoring the fused volume slice by slice")
         result = score_fused_volume(
-            *volumes, args.modality, moving_to_mri=matrix,
-            regions=load(args.regions) if args.regions else None, ct_window=window,
-            colormap=args.colormap, axis=args.axis,
-            progress=lambda done, total: emit(event="progress", stage="metrics", done=done, total=total),
-        )  # fmt: skip
+            *volumes,
+            args.modality,
+            moving_to_mri=matrix,
+            regions=load(args.regions) if args.regions else None,
+            ct_window=window,
+            colormap=args.colormap,
+            axis=args.axis,
+            progress=lambda done, total: emit(
+                event="progress", stage="metrics", done=done, total=total
+            ),
+        )
         write_text_atomic(args.out, metrics_csv_text(metrics_rows(result)))
     except (EDPSNError, ValueError) as exc:
         print(f"edpsn score: error: {exc}", file=sys.stderr)
         return 2
-    emit(event="done", outputs={"metrics": str(args.out)}, volume_metrics=result.volume_metrics,
-         region_metrics=result.region_metrics)  # fmt: skip
+    emit(
+        event="done",
+        outputs={"metrics": str(args.out)},
+        volume_metrics=result.volume_metrics,
+        region_metrics=result.region_metrics,
+    )
     return 0
 
 

@@ -141,5 +141,8 @@ def make_slice_fuser(
         props = torch.cuda.get_device_properties(dev)
         (log or print)(f"Using GPU {props.name} ({props.total_memory / 2**30:.1f} GiB).")
     return NetworkSliceFuser(model, dev, batch_size, log), {
-        "method": "edpsn", "weights": str(path), "device": dev, "weights_name": meta.get("name", path.stem),
-    }  # fmt: skip
+        "method": "edpsn",
+        "weights": str(path),
+        "device": dev,
+        "weights_name": meta.get("name", path.stem),
+    }

@@ -17,9 +17,13 @@ from EDPSNLib.paths import default_models_dir
 
 #: Files of one fusion in its working folder (the inputs are exported there by the module).
 FUSE_FILES = {
-    "mri": "mri.nrrd", "moving": "moving.nrrd", "fused": "fused.nrrd", "regions": "regions.nrrd",
-    "metrics": "metrics.csv", "transform": "moving_to_mri.tfm",
-}  # fmt: skip
+    "mri": "mri.nrrd",
+    "moving": "moving.nrrd",
+    "fused": "fused.nrrd",
+    "regions": "regions.nrrd",
+    "metrics": "metrics.csv",
+    "transform": "moving_to_mri.tfm",
+}
 #: Model-list value prefix of a classical baseline ("method:max"); "" is the default weights.
 METHOD_PREFIX = "method:"
 
@@ -46,11 +50,31 @@ def fuse_files(folder: str | Path) -> dict[str, Path]:
 def fuse_arguments(job: FuseJob, files: dict[str, Path]) -> list[str]:
     """``edpsn fuse`` arguments (after the program name) with JSON progress on stdout."""
     args = [
-        "fuse", "--mri", files["mri"], "--moving", files["moving"], "--modality", job.modality,
-        "--out", files["fused"], "--regions", files["regions"], "--metrics", files["metrics"],
-        "--register", job.register, "--ct-window", job.ct_window, "--axis", job.axis,
-        "--device", job.device, "--batch-size", job.batch_size, "--json-progress",
-    ]  # fmt: skip
+        "fuse",
+        "--mri",
+        files["mri"],
+        "--moving",
+        files["moving"],
+        "--modality",
+        job.modality,
+        "--out",
+        files["fused"],
+        "--regions",
+        files["regions"],
+        "--metrics",
+        files["metrics"],
+        "--register",
+        job.register,
+        "--ct-window",
+        job.ct_window,
+        "--axis",
+        job.axis,
+        "--device",
+        job.device,
+        "--batch-size",
+        job.batch_size,
+        "--json-progress",
+    ]
     if job.register != "none":
         args += ["--transform", files["transform"]]
     if job.colormap:
@@ -74,9 +98,12 @@ def metric_rows(done: dict[str, Any]) -> list[dict[str, Any]]:
 
 #: Files of one scoring of a fused volume (EDPSN Training's Evaluate section).
 SCORE_FILES = {
-    "mri": "mri.nrrd", "moving": "moving.nrrd", "fused": "fused.nrrd", "regions": "regions.nrrd",
+    "mri": "mri.nrrd",
+    "moving": "moving.nrrd",
+    "fused": "fused.nrrd",
+    "regions": "regions.nrrd",
     "metrics": "metrics.csv",
-}  # fmt: skip
+}
 
 
 def score_files(folder: str | Path) -> dict[str, Path]:
@@ -85,13 +112,33 @@ def score_files(folder: str | Path) -> dict[str, Path]:
 
 
 def score_arguments(
-    files: dict[str, Path], modality: str, *, ct_window: str = "brain", colormap: str | None = None,
-    axis: str = "axial", moving_to_mri: Any = None, regions: bool = True,
-) -> list[str]:  # fmt: skip
+    files: dict[str, Path],
+    modality: str,
+    *,
+    ct_window: str = "brain",
+    colormap: str | None = None,
+    axis: str = "axial",
+    moving_to_mri: Any = None,
+    regions: bool = True,
+) -> list[str]:
     """Arguments of ``python -m EDPSNLib.fusion.scoring`` (``moving_to_mri``: a 4x4 RAS matrix)."""
-    args = ["--mri", files["mri"], "--moving", files["moving"], "--fused", files["fused"],
-            "--modality", modality, "--ct-window", ct_window, "--axis", axis,
-            "--out", files["metrics"], "--json-progress"]  # fmt: skip
+    args = [
+        "--mri",
+        files["mri"],
+        "--moving",
+        files["moving"],
+        "--fused",
+        files["fused"],
+        "--modality",
+        modality,
+        "--ct-window",
+        ct_window,
+        "--axis",
+        axis,
+        "--out",
+        files["metrics"],
+        "--json-progress",
+    ]
     if regions:
         args += ["--regions", files["regions"]]
     if colormap:

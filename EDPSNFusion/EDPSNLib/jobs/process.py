@@ -110,10 +110,18 @@ class BackgroundProcess:
         )
         try:
             self._proc = subprocess.Popen(
-                self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                errors="replace", bufsize=1, **group,
-            )  # fmt: skip
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                **group,
+            )
         except OSError as exc:
             raise InputError(f"Could not start {self.command[0]}: {exc}. Check the path.") from exc
         assert self._proc.stdout is not None and self._proc.stderr is not None
@@ -183,8 +191,10 @@ class BackgroundProcess:
         if _WINDOWS:
             subprocess.run(
                 ["taskkill", "/PID", str(self._proc.pid), "/T", "/F"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-            )  # fmt: skip
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
             return
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -225,7 +235,11 @@ class BackgroundProcess:
             t.join()  # output first: the exit event is always the last one
         self.returncode = self._proc.wait()
         self._events.put(
-            {"event": "exit", "returncode": self.returncode, "cancelled": self.cancelled,
-             "stderr_tail": self.stderr_tail}
-        )  # fmt: skip
+            {
+                "event": "exit",
+                "returncode": self.returncode,
+                "cancelled": self.cancelled,
+                "stderr_tail": self.stderr_tail,
+            }
+        )
         self._finished.set()

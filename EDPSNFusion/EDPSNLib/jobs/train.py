@@ -20,15 +20,40 @@ from EDPSNLib.paths import harvard_root, user_models_dir
 
 
 def train_arguments(
-    *, pair: str, out: str | Path, data: str | Path | None, epochs: int, batch_size: int,
-    lr: float, crop: int, device: str, init: str | Path | None = None,
-    resume: str | Path | None = None, max_steps_per_epoch: int | None = None,
+    *,
+    pair: str,
+    out: str | Path,
+    data: str | Path | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    crop: int,
+    device: str,
+    init: str | Path | None = None,
+    resume: str | Path | None = None,
+    max_steps_per_epoch: int | None = None,
     cancel_file: str | Path | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """``edpsn train`` arguments with JSON progress (``resume`` continues a cancelled run;
     ``cancel_file``: the run saves a checkpoint and stops when that file appears)."""
-    args = ["train", "--pair", pair, "--out", out, "--epochs", epochs, "--batch-size", batch_size,
-            "--lr", repr(float(lr)), "--crop", crop, "--device", device, "--json-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--pair",
+        pair,
+        "--out",
+        out,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        batch_size,
+        "--lr",
+        repr(float(lr)),
+        "--crop",
+        crop,
+        "--device",
+        device,
+        "--json-progress",
+    ]
     if data is not None:
         args += ["--data", harvard_root(data)]
     if resume is not None:
@@ -46,8 +71,22 @@ def evaluate_arguments(
     *, pair: str, weights: str | Path, out: str | Path, data: str | Path | None, device: str
 ) -> list[str]:
     """``edpsn evaluate`` of one weights file on the test split (no images written)."""
-    args = ["evaluate", "--pair", pair, "--split", "test", "--method", "edpsn", "--weights", weights,
-            "--device", device, "--out", out, "--no-images"]  # fmt: skip
+    args = [
+        "evaluate",
+        "--pair",
+        pair,
+        "--split",
+        "test",
+        "--method",
+        "edpsn",
+        "--weights",
+        weights,
+        "--device",
+        device,
+        "--out",
+        out,
+        "--no-images",
+    ]
     if data is not None:
         args += ["--data", harvard_root(data)]
     return [str(a) for a in args]
@@ -99,11 +138,21 @@ def run_folder(name: str) -> Path:
 
 
 def training_steps(
-    *, name: str, pair: str, data: str | Path | None, device: str, epochs: int, batch_size: int,
-    lr: float, crop: int, base: str | Path | None = None, resume: bool = False,
-    max_steps_per_epoch: int | None = None, cancel_file: str | Path | None = None,
+    *,
+    name: str,
+    pair: str,
+    data: str | Path | None,
+    device: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    crop: int,
+    base: str | Path | None = None,
+    resume: bool = False,
+    max_steps_per_epoch: int | None = None,
+    cancel_file: str | Path | None = None,
     score: bool = True,
-) -> list[tuple[str, list[str]]]:  # fmt: skip
+) -> list[tuple[str, list[str]]]:
     """(message, arguments) of each command of a training: score the base weights on the test
     split (once per run), train (or resume), score the new weights. ``score=False`` leaves the
     two scorings out (a data set without a test split)."""
@@ -114,10 +163,17 @@ def training_steps(
         before = evaluate_arguments(weights=base, out=run / "before", **common)
         steps.append(("Scoring the base weights on the test split...", before))
     train = train_arguments(
-        out=run, epochs=epochs, batch_size=batch_size, lr=lr, crop=crop, init=base or None,
-        resume=run / "checkpoint.pt" if resume else None, max_steps_per_epoch=max_steps_per_epoch,
-        cancel_file=cancel_file, **common,
-    )  # fmt: skip
+        out=run,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        crop=crop,
+        init=base or None,
+        resume=run / "checkpoint.pt" if resume else None,
+        max_steps_per_epoch=max_steps_per_epoch,
+        cancel_file=cancel_file,
+        **common,
+    )
     steps.append(("Resuming the training..." if resume else "Training...", train))
     if score:
         after = evaluate_arguments(weights=weights_file(run, pair), out=run / "after", **common)
@@ -158,15 +214,30 @@ def prepare_chaos_arguments(
     """``edpsn prepare chaos`` arguments: MRI-CT pairs from a CHAOS folder, JSON progress."""
     if mr_sequence not in MR_SEQUENCES:
         raise InputError(f"Unknown MR sequence '{mr_sequence}'; choose one of {MR_SEQUENCES}.")
-    args = ["prepare", "chaos", "--chaos", Path(chaos).expanduser(), "--out", out,
-            "--mr-sequence", mr_sequence, "--json-progress"]  # fmt: skip
+    args = [
+        "prepare",
+        "chaos",
+        "--chaos",
+        Path(chaos).expanduser(),
+        "--out",
+        out,
+        "--mr-sequence",
+        mr_sequence,
+        "--json-progress",
+    ]
     return [str(a) for a in args]
 
 
 def prepare_volumes_arguments(
-    *, mri: str | Path, moving: str | Path, modality: str, out: str | Path, case: str,
-    register: str = "rigid", test_fraction: float = 0.0,
-) -> list[str]:  # fmt: skip
+    *,
+    mri: str | Path,
+    moving: str | Path,
+    modality: str,
+    out: str | Path,
+    case: str,
+    register: str = "rigid",
+    test_fraction: float = 0.0,
+) -> list[str]:
     """``edpsn prepare volumes`` arguments: one MRI + CT/PET/SPECT pair as training slices
     (``test_fraction``: a middle block held out to score the weights before and after)."""
     if modality not in ("CT", "PET", "SPECT"):
@@ -175,8 +246,23 @@ def prepare_volumes_arguments(
         raise InputError(f"Unknown registration '{register}'; choose one of {REGISTRATIONS}.")
     if not _RUN_NAME.fullmatch(case):
         raise InputError(f"Case name '{case}' must be letters, digits, '.', '_' or '-'.")
-    args = ["prepare", "volumes", "--mri", mri, "--moving", moving, "--modality", modality,
-            "--out", out, "--case", case, "--register", register, "--json-progress"]  # fmt: skip
+    args = [
+        "prepare",
+        "volumes",
+        "--mri",
+        mri,
+        "--moving",
+        moving,
+        "--modality",
+        modality,
+        "--out",
+        out,
+        "--case",
+        case,
+        "--register",
+        register,
+        "--json-progress",
+    ]
     if test_fraction:
         if not 0.0 < test_fraction < 1.0:
             raise InputError(f"Held-out fraction must be in [0, 1), got {test_fraction:g}.")
@@ -281,6 +367,8 @@ class TrainingCurves:
 
     def charts(self) -> list[tuple[str, list[int], dict[str, list[float]], str]]:
         """(chart name, x, {series: y}, x label) of the two charts that have data."""
-        charts = [("loss", self.steps, {"training loss": self.loss}, "step"),
-                  ("validation", self.epochs, self.validation, "epoch")]  # fmt: skip
+        charts = [
+            ("loss", self.steps, {"training loss": self.loss}, "step"),
+            ("validation", self.epochs, self.validation, "epoch"),
+        ]
         return [c for c in charts if c[1]]

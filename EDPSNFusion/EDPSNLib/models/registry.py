@@ -124,14 +124,18 @@ def _entry(path: Path, source: str) -> ModelEntry:
     training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
     epochs, val_loss = meta.get("epochs"), meta.get("val_loss")
     return ModelEntry(
-        name=path.stem, source=source, path=path, pair=meta.get("pair") or None,
+        name=path.stem,
+        source=source,
+        path=path,
+        pair=meta.get("pair") or None,
         data=None if meta.get("data") is None else str(meta["data"]),
         date=None if meta.get("date") is None else str(meta["date"]),
         epochs=epochs if isinstance(epochs, int) else None,
         val_loss=float(val_loss) if isinstance(val_loss, (int, float)) else None,
         metrics={str(k): v for k, v in metrics.items() if v is None or isinstance(v, (int, float))},
-        init_pair=training.get("init_pair"), problem=problem,
-    )  # fmt: skip
+        init_pair=training.get("init_pair"),
+        problem=problem,
+    )
 
 
 def _scan(folder: Path, source: str) -> list[ModelEntry]:
@@ -150,10 +154,16 @@ def list_models(
     defaults = _scan(default_models_dir(), "default")
     present = {e.name for e in defaults}
     defaults += [
-        ModelEntry(n, "default", default_models_dir() / f"{n}{WEIGHTS_SUFFIX}", pair=p,
-                   problem="not installed; reinstall the EDPSN extension.")
-        for p in DEFAULT_PAIRS if (n := default_name(p)) not in present
-    ]  # fmt: skip
+        ModelEntry(
+            n,
+            "default",
+            default_models_dir() / f"{n}{WEIGHTS_SUFFIX}",
+            pair=p,
+            problem="not installed; reinstall the EDPSN extension.",
+        )
+        for p in DEFAULT_PAIRS
+        if (n := default_name(p)) not in present
+    ]
     users = _scan(user_models_dir(user_dir), "user")
     user_names = {e.name for e in users}
     default_names = {e.name for e in defaults}
@@ -232,8 +242,13 @@ def install_model(
             "it or choose another --name."
         )
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    meta = {**meta, "file": target.name, "name": stem, "installed_from": str(source.resolve()),
-            "installed": now}  # fmt: skip
+    meta = {
+        **meta,
+        "file": target.name,
+        "name": stem,
+        "installed_from": str(source.resolve()),
+        "installed": now,
+    }
     text = json.dumps(json_safe(meta), indent=2, sort_keys=True, allow_nan=False, default=str)
     # Exit order of the nested contexts: the weights are renamed first, the sidecar last.
     with atomic_path(side) as tmp_side, atomic_path(target) as tmp_weights:

@@ -38,10 +38,24 @@ PAIRING_FILE = "chaos_pairing.csv"
 PAIRING_RULE = "CT k with MR (k mod n_MR), both sorted by patient id"
 DEFAULT_WINDOW = "soft-tissue"
 COLUMNS = (
-    "case", "split", "status", "reason", "ct_id", "mr_id", "ct_path", "mr_path", "method",
-    "orientation", "transform", "center", "metric_before", "final_metric", "overlap",
-    "n_slices", "slices",
-)  # fmt: skip
+    "case",
+    "split",
+    "status",
+    "reason",
+    "ct_id",
+    "mr_id",
+    "ct_path",
+    "mr_path",
+    "method",
+    "orientation",
+    "transform",
+    "center",
+    "metric_before",
+    "final_metric",
+    "overlap",
+    "n_slices",
+    "slices",
+)
 
 
 @dataclass
@@ -157,12 +171,16 @@ def _slices_text(indices: np.ndarray) -> str:
 
 def _registration_record(r: RegistrationResult) -> dict[str, Any]:
     return {
-        "method": r.method, "init": r.init, "orientation": r.orientation,
+        "method": r.method,
+        "init": r.init,
+        "orientation": r.orientation,
         "transform": " ".join(f"{v:.6g}" for v in r.transform.GetParameters()),
         "center": " ".join(f"{v:.6g}" for v in r.transform.GetFixedParameters()),
-        "metric_before": round(r.metric_before, 6), "final_metric": round(r.final_metric, 6),
-        "overlap": round(r.overlap, 4), "iterations": r.iterations,
-    }  # fmt: skip
+        "metric_before": round(r.metric_before, 6),
+        "final_metric": round(r.final_metric, 6),
+        "overlap": round(r.overlap, 4),
+        "iterations": r.iterations,
+    }
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -194,8 +212,13 @@ class ChaosOptions:
     def key(self) -> dict[str, Any]:
         """What a written case must match to be kept on a re-run."""
         window = self.window if isinstance(self.window, str) else [float(v) for v in self.window]
-        return {"sequence": self.sequence, "window": window,
-                "method": self.method, "orientation": self.orientation, "size": self.size}  # fmt: skip
+        return {
+            "sequence": self.sequence,
+            "window": window,
+            "method": self.method,
+            "orientation": self.orientation,
+            "size": self.size,
+        }
 
 
 def prepare_chaos(
@@ -221,14 +244,25 @@ def prepare_chaos(
     for k, p in enumerate(plan):
         progress(k, len(plan), f"{p.case}: CT {p.ct.id} onto MR {p.mr.id} {opts.sequence}")
         source = {
-            "dataset": "CHAOS", "rule": PAIRING_RULE if pairing is None else f"file {pairing_file}",
+            "dataset": "CHAOS",
+            "rule": PAIRING_RULE if pairing is None else f"file {pairing_file}",
             "ct": {"id": p.ct.id, "path": str(p.ct.path), "layout": p.ct.layout},
-            "mr": {"id": p.mr.id, "path": str(p.mr.path), "layout": p.mr.layout,
-                   "sequence": opts.sequence},
+            "mr": {
+                "id": p.mr.id,
+                "path": str(p.mr.path),
+                "layout": p.mr.layout,
+                "sequence": opts.sequence,
+            },
             "settings": opts.key(),
-        }  # fmt: skip
-        row = {"case": p.case, "split": p.split, "ct_id": p.ct.id, "mr_id": p.mr.id,
-               "ct_path": str(p.ct.path), "mr_path": str(p.mr.path)}  # fmt: skip
+        }
+        row = {
+            "case": p.case,
+            "split": p.split,
+            "ct_id": p.ct.id,
+            "mr_id": p.mr.id,
+            "ct_path": str(p.ct.path),
+            "mr_path": str(p.mr.path),
+        }
         old = done.get(p.case)
         if old is not None and old["split"] == p.split and _same_source(old["source"], source):
             kept = {**row, "n_slices": len(old["slices"]), **old_rows.get(p.case, {})}
@@ -272,14 +306,19 @@ def prepare_chaos(
             f"No CHAOS pair could be used ({len(rows)} skipped; reasons in "
             f"{out / PAIRING_FILE}). Check that the CT and MR show the same body region."
         )
-    slices = {s: sum(int(r.get("n_slices") or 0) for r in used if r["split"] == s)
-              for s in ("train", "test")}  # fmt: skip
+    slices = {
+        s: sum(int(r.get("n_slices") or 0) for r in used if r["split"] == s)
+        for s in ("train", "test")
+    }
     return {
-        "pairs_used": len(used), "pairs_skipped": len(rows) - len(used),
+        "pairs_used": len(used),
+        "pairs_skipped": len(rows) - len(used),
         "pairs_kept": sum(r["status"] == "kept" for r in rows),
         "patients_skipped": [p.label for p, _ in mr_bad + ct_bad],
-        "slices": slices, "pairing_file": str(out / PAIRING_FILE), "dataset": str(out),
-    }  # fmt: skip
+        "slices": slices,
+        "pairing_file": str(out / PAIRING_FILE),
+        "dataset": str(out),
+    }
 
 
 def _same_source(old: dict[str, Any], new: dict[str, Any]) -> bool:

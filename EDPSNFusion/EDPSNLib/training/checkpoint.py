@@ -22,8 +22,19 @@ from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
 
 CHECKPOINT_FORMAT = "edpsn-checkpoint/1"
 #: Entries every checkpoint of this format holds (besides format and architecture).
-REQUIRED_KEYS = ("pair", "model_config", "model", "optimizer", "epoch", "step", "global_step",
-                 "history", "best", "time_s", "rng")  # fmt: skip
+REQUIRED_KEYS = (
+    "pair",
+    "model_config",
+    "model",
+    "optimizer",
+    "epoch",
+    "step",
+    "global_step",
+    "history",
+    "best",
+    "time_s",
+    "rng",
+)
 _WHAT_TO_DO = (
     "It cannot be resumed: start a fresh run (without --resume), or fine-tune from weights made "
     "by this version with --init WEIGHTS."

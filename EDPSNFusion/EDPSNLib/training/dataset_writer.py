@@ -124,10 +124,14 @@ def add_case(
             for folder in folders:
                 (root / pair / folder / f"{stale}.png").unlink(missing_ok=True)
     entry = {
-        "case": case, "pair": pair, "split": split, "size": list(mri.shape[1:]),
-        "slices": names, "source": source or {},
+        "case": case,
+        "pair": pair,
+        "split": split,
+        "size": list(mri.shape[1:]),
+        "slices": names,
+        "source": source or {},
         "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     manifest["cases"] = [e for e in manifest["cases"] if e is not old] + [entry]
     _write_splits(root, manifest)
     write_text_atomic(root / MANIFEST_NAME, json.dumps(json_safe(manifest), indent=1) + "\n")

@@ -57,8 +57,13 @@ __all__ = ["TrainConfig", "TrainResult", "resolve_device", "resolve_harvard_root
 class _Run:
     """One call of :func:`train`: holds the model, optimiser, history and output paths."""
 
-    def __init__(self, cfg: TrainConfig, progress: tc.Progress | None, ctx: dist.DistContext,
-                 device: torch.device) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        progress: tc.Progress | None,
+        ctx: dist.DistContext,
+        device: torch.device,
+    ) -> None:
         tc.check_config(cfg)
         self.cfg, self.ctx, self.device = cfg, ctx, device
         self.progress = progress if ctx.is_main else None  # other ranks stay silent
@@ -220,12 +225,20 @@ class _Run:
     def save_checkpoint(self) -> None:
         model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = dict(
-            pair=self.cfg.pair, model_config=self.model.config.to_dict(), model=model_state,
-            train_config=self.cfg.to_dict(), optimizer=self.optimizer.state_dict(),
-            epoch=self.epoch, step=self.step, global_step=self.global_step, history=self.history,
-            best=self.best, time_s=self.elapsed(), rng=rng_state(self.device),
+            pair=self.cfg.pair,
+            model_config=self.model.config.to_dict(),
+            model=model_state,
+            train_config=self.cfg.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            epoch=self.epoch,
+            step=self.step,
+            global_step=self.global_step,
+            history=self.history,
+            best=self.best,
+            time_s=self.elapsed(),
+            rng=rng_state(self.device),
             perceptual=self.extractor.identifier,
-        )  # fmt: skip
+        )
         with self.writing("the checkpoint", self.ckpt_path):
             write_checkpoint(self.ckpt_path, state)
         self.saved = (self.ckpt_path, self.epoch, self.step)
@@ -235,14 +248,24 @@ class _Run:
         settings = {k: v for k, v in cfg.to_dict().items() if k not in ("loss", "command")}
         settings.update(init_pair=self.init_pair, world_size=self.ctx.world_size)
         return dict(
-            pair=cfg.pair, data=str(self.root or data_root() / "harvard"), split="train",
-            validation_split="val", train_pairs=len(self.dataset), val_pairs=self.n_val,
-            epochs=entry["epoch"], steps=self.global_step, metrics=entry["metrics"],
-            val_loss=entry["val_loss"], selected_by=cfg.select, loss=cfg.loss.to_dict(),
-            perceptual=self.extractor.identifier, training=settings,
-            command=cfg.command or f"EDPSNLib.training.trainer.train(TrainConfig(**{cfg.to_dict()}))",
+            pair=cfg.pair,
+            data=str(self.root or data_root() / "harvard"),
+            split="train",
+            validation_split="val",
+            train_pairs=len(self.dataset),
+            val_pairs=self.n_val,
+            epochs=entry["epoch"],
+            steps=self.global_step,
+            metrics=entry["metrics"],
+            val_loss=entry["val_loss"],
+            selected_by=cfg.select,
+            loss=cfg.loss.to_dict(),
+            perceptual=self.extractor.identifier,
+            training=settings,
+            command=cfg.command
+            or f"EDPSNLib.training.trainer.train(TrainConfig(**{cfg.to_dict()}))",
             time_s=round(self.elapsed(), 2),
-        )  # fmt: skip
+        )
 
     # -- loop ------------------------------------------------------------------------------
     def train_step(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[float, dict[str, float]]:
@@ -286,22 +309,37 @@ class _Run:
     def run(self, cancel: Callable[[], bool] | None) -> TrainResult:
         cfg = self.cfg
         self.t0 = time.monotonic()
-        self.log_step(dict(
-            event="start", pair=cfg.pair, epochs=cfg.epochs, steps_per_epoch=self.steps,
-            train_pairs=len(self.dataset), val_pairs=self.n_val, device=str(self.device),
-            perceptual=self.extractor.identifier, resumed_from=str(cfg.resume) if cfg.resume else None,
-            epoch=self.epoch, step=self.step, world_size=self.ctx.world_size,
-            batch_size=cfg.batch_size, cancel_file=str(self.cancel_file) if self.cancel_file else None,
-        ))  # fmt: skip
+        self.log_step(
+            dict(
+                event="start",
+                pair=cfg.pair,
+                epochs=cfg.epochs,
+                steps_per_epoch=self.steps,
+                train_pairs=len(self.dataset),
+                val_pairs=self.n_val,
+                device=str(self.device),
+                perceptual=self.extractor.identifier,
+                resumed_from=str(cfg.resume) if cfg.resume else None,
+                epoch=self.epoch,
+                step=self.step,
+                world_size=self.ctx.world_size,
+                batch_size=cfg.batch_size,
+                cancel_file=str(self.cancel_file) if self.cancel_file else None,
+            )
+        )
         for message in self.warnings:
             self.log_step({"event": "warning", "message": message})
         self.run_steps, self.step_time = 0, 0.0
         while self.epoch < cfg.epochs:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch)
             # The generator keeps DataLoader from drawing on the global RNG (exact resume).
-            batches = epoch_batches(len(self.dataset), cfg.batch_size, cfg.seed, self.epoch, cfg.max_steps_per_epoch)  # fmt: skip
+            batches = epoch_batches(
+                len(self.dataset), cfg.batch_size, cfg.seed, self.epoch, cfg.max_steps_per_epoch
+            )
             mine = dist.rank_share(batches[self.step :], self.ctx)
-            loader = DataLoader(self.dataset, batch_sampler=mine, num_workers=cfg.workers, generator=gen)  # fmt: skip
+            loader = DataLoader(
+                self.dataset, batch_sampler=mine, num_workers=cfg.workers, generator=gen
+            )
             desc = f"epoch {self.epoch + 1}/{cfg.epochs}"
             with progress_bar(
                 cfg.progress_bar and self.ctx.is_main, self.steps, self.step, desc
@@ -317,8 +355,16 @@ class _Run:
                     self.run_steps += 1
                     rec = {"epoch": self.epoch + 1, "step": self.step, "loss": loss, **terms}
                     self.history["steps"].append(rec)
-                    self.log_step({"event": "step", "steps": self.steps, "global_step": self.global_step,
-                                   **rec, "elapsed_s": self.elapsed(), "eta_s": self.eta()})  # fmt: skip
+                    self.log_step(
+                        {
+                            "event": "step",
+                            "steps": self.steps,
+                            "global_step": self.global_step,
+                            **rec,
+                            "elapsed_s": self.elapsed(),
+                            "eta_s": self.eta(),
+                        }
+                    )
                     if bar is not None:
                         bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                         bar.update(1)
@@ -329,11 +375,18 @@ class _Run:
         # Every rank validates the same (synchronised) weights on the same images: no
         # communication, and the NaN check below decides the same on every rank.
         t_val = time.monotonic()
-        val_loss, metrics = validate(self.model, self.loss_fn, self.val_mri, self.val_func, self.device, self.cfg.batch_size)  # fmt: skip
+        val_loss, metrics = validate(
+            self.model, self.loss_fn, self.val_mri, self.val_func, self.device, self.cfg.batch_size
+        )
         epoch = self.epoch + 1
         losses = [s["loss"] for s in self.history["steps"] if s["epoch"] == epoch]
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                 "metrics": metrics, "val_time_s": time.monotonic() - t_val}  # fmt: skip
+        entry = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_loss": val_loss,
+            "metrics": metrics,
+            "val_time_s": time.monotonic() - t_val,
+        }
         if not math.isfinite(val_loss):
             self.fail(f"the validation loss became {val_loss}")
         self.history["epochs"].append(entry)
@@ -355,7 +408,15 @@ class _Run:
                 self.save_checkpoint()
                 with self.writing("the curves", self.out / tc.CURVES_NAME):
                     plot_curves(self.out / tc.CURVES_NAME, self.history, self.steps)
-                self.log({"event": "epoch", **entry, "best": is_best, "elapsed_s": self.elapsed(), "eta_s": self.eta()})  # fmt: skip
+                self.log(
+                    {
+                        "event": "epoch",
+                        **entry,
+                        "best": is_best,
+                        "elapsed_s": self.elapsed(),
+                        "eta_s": self.eta(),
+                    }
+                )
             except TrainingError as exc:
                 error = exc
         self.agree(error)
@@ -367,20 +428,35 @@ class _Run:
                 if cancelled:
                     self.save_checkpoint()
                 weights = str(self.weights_path) if self.best else None
-                self.log({"event": "cancelled" if cancelled else "done", "epoch": self.epoch, "step": self.step,
-                          "elapsed_s": self.elapsed(), "weights": weights, "checkpoint": str(self.ckpt_path)})  # fmt: skip
+                self.log(
+                    {
+                        "event": "cancelled" if cancelled else "done",
+                        "epoch": self.epoch,
+                        "step": self.step,
+                        "elapsed_s": self.elapsed(),
+                        "weights": weights,
+                        "checkpoint": str(self.ckpt_path),
+                    }
+                )
             except TrainingError as exc:
                 error = exc
         self.agree(error)
         if cancelled and self.cancel_file is not None:
             self.cancel_file.unlink(missing_ok=True)  # honoured: consumed
         return TrainResult(
-            out=self.out, checkpoint=self.ckpt_path, weights=self.weights_path if self.best else None,
+            out=self.out,
+            checkpoint=self.ckpt_path,
+            weights=self.weights_path if self.best else None,
             last_weights=self.last_path if self.history["epochs"] else None,
-            epochs_done=self.epoch, global_step=self.global_step, cancelled=cancelled,
-            perceptual=self.extractor.identifier, time_s=self.elapsed(), history=self.history,
-            best=self.best, world_size=self.ctx.world_size,
-        )  # fmt: skip
+            epochs_done=self.epoch,
+            global_step=self.global_step,
+            cancelled=cancelled,
+            perceptual=self.extractor.identifier,
+            time_s=self.elapsed(),
+            history=self.history,
+            best=self.best,
+            world_size=self.ctx.world_size,
+        )
 
 
 def train(

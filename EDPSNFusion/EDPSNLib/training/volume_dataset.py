@@ -179,15 +179,21 @@ def _registration_record(opts: FusionOptions, reg: RegistrationResult | None) ->
     t = reg.transform
     rec["result"] = {
         "metric": "Mattes MI (ITK sign: lower is better)",
-        "metric_before": reg.metric_before, "final_metric": reg.final_metric,
-        "iterations": reg.iterations, "stop_reason": reg.stop_reason, "init": reg.init,
-        "overlap": reg.overlap, "orientation": reg.orientation, "elapsed_s": reg.elapsed_s,
+        "metric_before": reg.metric_before,
+        "final_metric": reg.final_metric,
+        "iterations": reg.iterations,
+        "stop_reason": reg.stop_reason,
+        "init": reg.init,
+        "overlap": reg.overlap,
+        "orientation": reg.orientation,
+        "elapsed_s": reg.elapsed_s,
         "transform": {
-            "type": t.GetName(), "parameters": list(t.GetParameters()),
+            "type": t.GetName(),
+            "parameters": list(t.GetParameters()),
             "fixed_parameters": list(t.GetFixedParameters()),
             "direction": "MRI (fixed) points to moving points",
         },
-    }  # fmt: skip
+    }
     return rec
 
 
@@ -218,9 +224,14 @@ def split_blocks(n: int, test_fraction: float, gap: int) -> tuple[np.ndarray, np
 
 
 def _slices(
-    todo: np.ndarray, mri01: np.ndarray, mov: np.ndarray, func_norm: Callable, fill: float,
-    size: int | None, progress: Progress | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    todo: np.ndarray,
+    mri01: np.ndarray,
+    mov: np.ndarray,
+    func_norm: Callable,
+    fill: float,
+    size: int | None,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tissue slices (indices, MRI uint8, functional uint8), normalised batch by batch."""
     # ``todo``: the slices the pipeline fuses (MRI tissue); a training slice also needs tissue
     # in the functional image, or the network learns to copy the MRI.
@@ -300,9 +311,14 @@ def prepare_volume_pair(
                     f"another MRI ({other}); give this one its own name with --case."
                 )
     opts = FusionOptions(
-        modality=modality, register=register, init=init, orientation=orientation,
-        ct_window=ct_window, colormap=colormap, axis=axis,
-    )  # fmt: skip
+        modality=modality,
+        register=register,
+        init=init,
+        orientation=orientation,
+        ct_window=ct_window,
+        colormap=colormap,
+        axis=axis,
+    )
     functional = _check_options(opts, mov_vol.is_rgb)
     _check_split(test_fraction, test_gap)  # bad values fail before the registration
 
@@ -331,8 +347,11 @@ def prepare_volume_pair(
     lo, hi = robust_range(mri_arr)
     source = {
         "kind": "volume pair",
-        "mri": mri_vol.path, "moving": mov_vol.path, "modality": modality,
-        "mri_shape_zyx": list(mri_vol.shape), "moving_shape_zyx": list(mov_vol.shape),
+        "mri": mri_vol.path,
+        "moving": mov_vol.path,
+        "modality": modality,
+        "mri_shape_zyx": list(mri_vol.shape),
+        "moving_shape_zyx": list(mov_vol.shape),
         "registration": _registration_record(opts, reg),
         "axis": {"name": axis, "array_axis_zyx": ax, "slices": len(mri01)},
         "normalisation": {
@@ -341,32 +360,49 @@ def prepare_volume_pair(
         },
         "tissue": {
             "rule": "MRI tissue as in fusion, and both images above level in min_fraction",
-            "level": TISSUE_LEVEL, "min_fraction": TISSUE_FRACTION,
-            "fusion_background_level": BACKGROUND_LEVEL, "fusion_min_pixels": MIN_TISSUE_PIXELS,
+            "level": TISSUE_LEVEL,
+            "min_fraction": TISSUE_FRACTION,
+            "fusion_background_level": BACKGROUND_LEVEL,
+            "fusion_min_pixels": MIN_TISSUE_PIXELS,
             "slices": len(indices),
         },
-        "slice_size": list(mri01.shape[1:]), "size": size,
+        "slice_size": list(mri01.shape[1:]),
+        "size": size,
         "split": {
-            "test_fraction": test_fraction, "test_gap": test_gap,
+            "test_fraction": test_fraction,
+            "test_gap": test_gap,
             "test_case": test_case_name(case) if len(test_pos) else None,
             "test_slices": [int(indices[test_pos[0]]), int(indices[test_pos[-1]])]
-            if len(test_pos) else None,
+            if len(test_pos)
+            else None,
         },
-    }  # fmt: skip
+    }
     test_name = test_case_name(case)
     check_slice_size(root, pair, hw, replacing=(case, test_name))  # before anything is written
     remove_case(root, pair, test_name)  # first: its old size must not block the new case
     say(f"Writing {len(train_pos)} train and {len(test_pos)} test slices of {case} to {root}")
     train = add_case(
-        root, pair, case, mri_u8[train_pos], func_u8[train_pos], indices[train_pos].tolist(),
-        "train", source,
-    )  # fmt: skip
+        root,
+        pair,
+        case,
+        mri_u8[train_pos],
+        func_u8[train_pos],
+        indices[train_pos].tolist(),
+        "train",
+        source,
+    )
     test: list[str] = []
     if len(test_pos):
         test = add_case(
-            root, pair, test_name, mri_u8[test_pos], func_u8[test_pos],
-            indices[test_pos].tolist(), "test", {"held_out_from": case, **source},
-        )  # fmt: skip
+            root,
+            pair,
+            test_name,
+            mri_u8[test_pos],
+            func_u8[test_pos],
+            indices[test_pos].tolist(),
+            "test",
+            {"held_out_from": case, **source},
+        )
     return PreparedCase(root, pair, case, train, test, hw, source, reg)  # type: ignore[arg-type]
 
 

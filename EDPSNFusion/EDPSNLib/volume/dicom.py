@@ -144,8 +144,11 @@ def read_dicom_series(
     sitk.ProcessObject.GlobalWarningDisplayOff()
     try:
         image = reader.Execute()
-        slopes = {reader.GetMetaData(i, "0028|1053").strip() for i in range(len(files))
-                  if reader.HasMetaDataKey(i, "0028|1053")}  # fmt: skip
+        slopes = {
+            reader.GetMetaData(i, "0028|1053").strip()
+            for i in range(len(files))
+            if reader.HasMetaDataKey(i, "0028|1053")
+        }
         if len(slopes) > 1 and image.GetPixelID() in (
             sitk.sitkInt16,
             sitk.sitkUInt16,
@@ -252,8 +255,11 @@ def _decay_seconds(heads: list[pydicom.Dataset], rp: pydicom.Dataset, source: st
     ds = heads[0]
     try:
         scan = _seconds(ds.get("SeriesDate", ""), ds.SeriesTime)
-        acq = [_seconds(h.get("AcquisitionDate", ""), h.AcquisitionTime) for h in heads
-               if h.get("AcquisitionTime")]  # fmt: skip
+        acq = [
+            _seconds(h.get("AcquisitionDate", ""), h.AcquisitionTime)
+            for h in heads
+            if h.get("AcquisitionTime")
+        ]
         if acq and min(acq) < scan:
             scan = min(acq)
         if rp.get("RadiopharmaceuticalStartDateTime"):

@@ -133,9 +133,14 @@ def _method(
 
 
 def mattes_mi(
-    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
-    bins: int = 50, fraction: float = 0.02, seed: int = 1, threads: int | None = None,
-) -> float:  # fmt: skip
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    transform: sitk.Transform,
+    bins: int = 50,
+    fraction: float = 0.02,
+    seed: int = 1,
+    threads: int | None = None,
+) -> float:
     """Mattes MI (ITK sign: negative, lower is better) of two images under ``transform``."""
     r = _method(bins, fraction, seed, threads, fixed)
     r.SetInitialTransform(transform, inPlace=False)
@@ -163,17 +168,26 @@ def pyramid_level(image: sitk.Image, factor: int) -> sitk.Image:
 
 
 def _optimise(
-    fixed: list[sitk.Image], moving: list[sitk.Image], transform: sitk.Transform,
-    bins: int, fraction: float, seed: int, iterations: int, threads: int | None,
-) -> tuple[int, str]:  # fmt: skip
+    fixed: list[sitk.Image],
+    moving: list[sitk.Image],
+    transform: sitk.Transform,
+    bins: int,
+    fraction: float,
+    seed: int,
+    iterations: int,
+    threads: int | None,
+) -> tuple[int, str]:
     """Regular-step gradient descent over pyramid levels (coarse first); in place on ``transform``."""
     count, reason = [0], ""
     for f_img, m_img in zip(fixed, moving):
         r = _method(bins, fraction, seed, threads, f_img)
         r.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=2.0, minStep=1e-3, numberOfIterations=iterations,
-            relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8,
-        )  # fmt: skip
+            learningRate=2.0,
+            minStep=1e-3,
+            numberOfIterations=iterations,
+            relaxationFactor=0.5,
+            gradientMagnitudeTolerance=1e-8,
+        )
         r.SetOptimizerScalesFromPhysicalShift()  # steps of ~1 mm for rotations and shifts alike
         r.SetInitialTransform(transform, inPlace=True)
         r.AddCommand(sitk.sitkIterationEvent, lambda: count.__setitem__(0, count[0] + 1))
@@ -190,9 +204,15 @@ def _optimise(
 
 
 def _check(
-    fixed: sitk.Image, moving: sitk.Image, start: sitk.Transform, final: sitk.Transform,
-    before: float, after: float, min_overlap: float, max_rotation_deg: float,
-) -> float:  # fmt: skip
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    start: sitk.Transform,
+    final: sitk.Transform,
+    before: float,
+    after: float,
+    min_overlap: float,
+    max_rotation_deg: float,
+) -> float:
     """Raise RegistrationError for an implausible result; return the final overlap."""
     overlap = overlap_fraction(fixed, moving, final)
     if overlap < min_overlap:
@@ -258,8 +278,12 @@ def _describe(r: np.ndarray) -> str:
 
 
 def _pick_orientation(
-    f_img: sitk.Image, m_img: sitk.Image, start: sitk.Euler3DTransform, search: bool, mi: dict,
-) -> tuple[sitk.Euler3DTransform, sitk.Euler3DTransform, str]:  # fmt: skip
+    f_img: sitk.Image,
+    m_img: sitk.Image,
+    start: sitk.Euler3DTransform,
+    search: bool,
+    mi: dict,
+) -> tuple[sitk.Euler3DTransform, sitk.Euler3DTransform, str]:
     """Short coarse-level runs from each candidate rotation; return the best one optimised,
     as it was before that run, and in words.
 
@@ -360,8 +384,17 @@ def register(
     mi = dict(bins=bins, fraction=sampling, seed=seed, threads=threads)
     before = mattes_mi(f_img, m_img, start, **mi)
     if method == "none":
-        return RegistrationResult(start, before, before, 0, "method='none': identity transform",
-                                  method, init, overlap, time.perf_counter() - t0)  # fmt: skip
+        return RegistrationResult(
+            start,
+            before,
+            before,
+            0,
+            "method='none': identity transform",
+            method,
+            init,
+            overlap,
+            time.perf_counter() - t0,
+        )
     if orientation == "trust":
         rigid, chosen, turned = sitk.Euler3DTransform(start), start, _describe(np.eye(3))
     else:
@@ -379,8 +412,9 @@ def register(
         n, final = n + n2, affine
     after = mattes_mi(f_img, m_img, final, **mi)
     overlap = _check(f_img, m_img, chosen, final, before, after, min_overlap, max_rotation_deg)
-    return RegistrationResult(final, after, before, n, reason, method, init, overlap,
-                              time.perf_counter() - t0, turned)  # fmt: skip
+    return RegistrationResult(
+        final, after, before, n, reason, method, init, overlap, time.perf_counter() - t0, turned
+    )
 
 
 def resample_to(

@@ -84,9 +84,10 @@ def rotation_deg(a: np.ndarray) -> float:
 
 
 def save_transform(
-    result: sitk.Transform | Any, path: str | os.PathLike,
+    result: sitk.Transform | Any,
+    path: str | os.PathLike,
     inputs: tuple[str | os.PathLike, ...] = (),
-) -> Path:  # fmt: skip
+) -> Path:
     """Write the transform as an ITK text file (.tfm or .txt), atomically; returns the path."""
     t = getattr(result, "transform", result)  # a RegistrationResult or a bare transform
     out = check_output_path(path, inputs)
