@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 from EDPSNLib.volume.dicom import list_series
 from EDPSNLib.volume.io import Volume, read_volume
@@ -34,9 +35,9 @@ __all__ = [
     "usable_chaos_patients",
 ]
 
-MODALITIES = ("CT", "MR")
+MODALITIES = names.CHAOS_MODALITIES
 #: MR sequences of CHAOS; CT has none (``sequence=None``).
-SEQUENCES = ("T2SPIR", "T1DUAL-InPhase", "T1DUAL-OutPhase")
+SEQUENCES = names.CHAOS_SEQUENCES
 #: Series folder of each sequence below ``Train_Sets/<modality>/<id>/`` in the DICOM layout.
 _DICOM_SUBDIR = {
     None: ("DICOM_anon",),

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 from EDPSNLib.paths import harvard_root
 
 #: The three modality pairs and the folder name of the functional image in each.
-PAIR_NAMES = ("MRI-CT", "MRI-PET", "MRI-SPECT")
+PAIR_NAMES = names.PAIR_NAMES
 SPLITS = ("train", "val", "test", "trainval", "all")
 #: Fraction of the source repo's train list held out for validation, with a fixed seed.
 VAL_FRACTION = 0.2

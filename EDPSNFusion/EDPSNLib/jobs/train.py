@@ -15,7 +15,7 @@ from typing import Any
 from EDPSNLib.atomic import write_text_atomic
 from EDPSNLib.errors import InputError
 from EDPSNLib.models.registry import check_name, install_model, weights_file
-from EDPSNLib.names import METRIC_NAMES
+from EDPSNLib.names import CHAOS_SEQUENCES, METRIC_NAMES, MODALITIES, REGISTRATION_METHODS
 from EDPSNLib.paths import harvard_root, user_models_dir
 
 
@@ -183,8 +183,8 @@ def training_steps(
 
 # ---------------------------------------------------------------------- prepared data sets
 #: Choices of ``edpsn prepare chaos --mr-sequence`` and ``edpsn prepare volumes --register``.
-MR_SEQUENCES = ("T2SPIR", "T1DUAL-InPhase", "T1DUAL-OutPhase")
-REGISTRATIONS = ("rigid", "affine", "none")
+MR_SEQUENCES = CHAOS_SEQUENCES
+REGISTRATIONS = REGISTRATION_METHODS
 #: Written last by ``edpsn prepare`` (EDPSNLib.training.dataset_writer.MANIFEST_NAME).
 DATASET_MANIFEST = "dataset.json"
 #: Written by the module when a preparation has finished, so a resumed run skips it.
@@ -240,7 +240,7 @@ def prepare_volumes_arguments(
 ) -> list[str]:
     """``edpsn prepare volumes`` arguments: one MRI + CT/PET/SPECT pair as training slices
     (``test_fraction``: a middle block held out to score the weights before and after)."""
-    if modality not in ("CT", "PET", "SPECT"):
+    if modality not in MODALITIES:
         raise InputError(f"Unknown modality '{modality}'; choose CT, PET or SPECT.")
     if register not in REGISTRATIONS:
         raise InputError(f"Unknown registration '{register}'; choose one of {REGISTRATIONS}.")
