@@ -24,26 +24,26 @@ from EDPSNLib.jobs.fuse import (
     score_files,
     weights_choices,
 )
-from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
-from EDPSNLib.jobs.train import (
-    TrainingCurves,
-    cancel_file,
+from EDPSNLib.jobs.prepare import (
     case_name,
     check_chaos_inputs,
-    check_training_inputs,
-    comparison_rows,
     dataset_folder,
-    evaluate_arguments,
-    install_weights,
     is_prepared,
     mark_prepared,
     prepare_chaos_arguments,
     prepare_files,
     prepare_volumes_arguments,
-    read_evaluation,
     resumable,
-    run_folder,
     split_size,
+)
+from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
+from EDPSNLib.jobs.results import TrainingCurves, comparison_rows, read_evaluation
+from EDPSNLib.jobs.train import (
+    cancel_file,
+    check_training_inputs,
+    evaluate_arguments,
+    install_weights,
+    run_folder,
     train_arguments,
     training_steps,
 )

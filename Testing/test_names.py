@@ -19,7 +19,7 @@ from EDPSNLib.fusion.baselines import BASELINES
 from EDPSNLib.fusion.methods import method_names
 from EDPSNLib.fusion.montage import REGION_COLORS
 from EDPSNLib.fusion.normalize import apply_colormap
-from EDPSNLib.jobs.train import prepare_chaos_arguments, prepare_volumes_arguments
+from EDPSNLib.jobs.prepare import prepare_chaos_arguments, prepare_volumes_arguments
 from EDPSNLib.metrics import fusion_metrics_batch
 from EDPSNLib.models.lookup import default_weights_path
 from EDPSNLib.paths import data_root
