@@ -29,6 +29,8 @@ from EDPSNGui.runner import StepChain
 from EDPSNGui.selftest_base import EDPSNTestBase
 from EDPSNLib import paths
 from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.jobs import prepare as prepare_jobs
+from EDPSNLib.jobs import results as result_jobs
 from EDPSNLib.jobs import train as train_jobs
 from EDPSNLib.names import METRIC_NAMES
 
@@ -147,7 +149,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
             self.ui.evaluateButton.enabled = bool(p.evalFused and p.evalMri and p.evalMoving)
             self.ui.startButton.enabled = problem is None
             self.ui.startButton.toolTip = problem or "Start training; becomes Cancel while running."
-            resumable = resumeProblem is None and train_jobs.resumable(p.outputName)
+            resumable = resumeProblem is None and prepare_jobs.resumable(p.outputName)
             self.ui.resumeButton.enabled = resumable
         self.ui.exportCsvButton.enabled = bool(p.evalTable)
 
@@ -176,7 +178,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
         startOver = (
             f"A training named '{p.outputName}' exists. Start it over (Resume continues it)?"
         )
-        exists = train_jobs.resumable(p.outputName)
+        exists = prepare_jobs.resumable(p.outputName)
         if exists and not resume and not slicer.util.confirmOkCancelDisplay(startOver):
             return
         self.ui.logTextEdit.clear()
@@ -259,7 +261,7 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
 
     def __init__(self):
         EDPSNLogicBase.__init__(self)
-        self.chain, self.curves = None, train_jobs.TrainingCurves()
+        self.chain, self.curves = None, result_jobs.TrainingCurves()
         self.params = None  # the parameter node of the running job (the GUI may leave the module)
         self.job = self._tmp = self._run = None  # "train"/"evaluate"; the scoring's files
 
@@ -285,13 +287,13 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
         if self.isRunning():
             raise RuntimeError("A job is already running; wait for it or cancel it.")
         run = train_jobs.run_folder(p.outputName)
-        if resume and not train_jobs.resumable(p.outputName):
+        if resume and not prepare_jobs.resumable(p.outputName):
             raise ValueError(f"There is no checkpoint or data set of '{p.outputName}' to resume.")
         if not resume and run.exists():
             shutil.rmtree(run)  # the user agreed to start this run over
         run.mkdir(parents=True, exist_ok=True)
         self.params, self.job = p, "train"
-        self.curves = train_jobs.TrainingCurves.from_log(
+        self.curves = result_jobs.TrainingCurves.from_log(
             run / "progress.jsonl"
         )  # resumed: old curves
         self.chain = training_plan.trainingChain(p, self.log, maxStepsPerEpoch).start()
@@ -425,7 +427,7 @@ class EDPSNTrainingTest(EDPSNTestBase):
             self.assertEqual(
                 [e["label"] for e in events if e.get("label")][:2], ["Preparing", "Training"]
             )
-            self.assertTrue(train_jobs.is_prepared("scene"))
+            self.assertTrue(prepare_jobs.is_prepared("scene"))
             self.assertIn(
                 str(folder / "models" / "scene.safetensors"),
                 [v for _, v in fuse_jobs.weights_choices("MRI-PET")],

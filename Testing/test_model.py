@@ -11,6 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError
+from EDPSNLib.models.lookup import default_weights_path
+from EDPSNLib.models.weights import load_weights, read_metadata
+from EDPSNLib.names import PAIR_NAMES
 from EDPSNLib.network.color import rgb_to_ycbcr
 from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
 from EDPSNLib.network.edge import edge_enhance
@@ -159,7 +162,19 @@ def test_config_round_trip_and_rejections() -> None:
         EDPSNConfig(path_depths=(1, 2))
     with pytest.raises(InputError, match="head"):
         EDPSNConfig(head="softmax")
-    assert ARCHITECTURE == EDPSN.architecture == "edpsn-v1"
+
+
+@pytest.mark.parametrize("pair", PAIR_NAMES)
+def test_the_shipped_weights_are_for_the_network_this_code_builds(pair) -> None:
+    # A change of architecture without new default weights (or the reverse) fails here.
+    path = default_weights_path(pair)
+    assert read_metadata(path)["architecture"] == EDPSN.architecture == ARCHITECTURE
+    model, meta = load_weights(path, expected_pair=pair)
+    assert isinstance(model, EDPSN) and EDPSNConfig.from_dict(meta["config"]) == model.config
+    mri, func = _batch(pair, 1, (48, 48))
+    with torch.no_grad():
+        fused = model(mri, func)
+    assert fused.shape == func.shape and torch.isfinite(fused).all()
 
 
 def test_deterministic_on_cpu_with_a_fixed_seed() -> None:

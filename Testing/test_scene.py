@@ -5,12 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import rotation_matrix
+from slicer_wheel import require_slicer_core
 
-slicer = pytest.importorskip(
-    "slicer", reason="slicer-core (real MRML classes, CPython 3.11 wheels) is not installed"
-)
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
+slicer = require_slicer_core()
 
 import SimpleITK as sitk  # noqa: E402
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from helpers import rotation_matrix
+from slicer_wheel import require_slicer_core
 
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.data import harvard
@@ -57,9 +58,7 @@ def _expected(case: dict) -> dict[str, np.ndarray]:
 
 def test_geometry_round_trip_matches_what_slicer_reads(tmp_path):
     # A NRRD with an oblique direction, read by the core (SimpleITK, LPS) and by MRML.
-    slicer = pytest.importorskip("slicer")
-    if not hasattr(slicer, "vtkMRMLScene"):
-        pytest.skip("slicer-core is not installed")
+    slicer = require_slicer_core()
     image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
     image.SetSpacing((0.7, 1.3, 3.0))
     image.SetOrigin((12.5, -40.0, 7.25))

@@ -2,12 +2,16 @@
 
 A saved scene stores an enum parameter by its member name (parameterNodeWrapper's
 EnumSerializer), so renaming a member breaks saved scenes; the values are what the commands get.
+The enums are written out (a parameter node needs real Enum classes with stable member names);
+Testing/test_names.py checks that their values are the lists of EDPSNLib.names, in order.
 """
 
 import enum
 
+from EDPSNLib import names
+
 #: Colour maps of scalar PET/SPECT ("default": the modality's Harvard palette).
-COLORMAPS = ("default", "harvard-pet", "harvard-spect", "hot", "inferno", "viridis", "gray")
+COLORMAPS = names.COLORMAP_CHOICES
 
 
 class Modality(enum.Enum):
@@ -66,7 +70,7 @@ class Pair(enum.Enum):
 
 
 class MrSequence(enum.Enum):
-    """The CHAOS MR series paired with the CTs (EDPSNLib.jobs.train.MR_SEQUENCES)."""
+    """The CHAOS MR series paired with the CTs (EDPSNLib.names.CHAOS_SEQUENCES)."""
 
     T2SPIR = "T2SPIR"
     T1_IN_PHASE = "T1DUAL-InPhase"

@@ -13,6 +13,8 @@ from pathlib import Path
 import slicer
 
 from EDPSNLib.jobs import fuse as fuse_jobs
+from EDPSNLib.jobs import prepare as prepare_jobs
+from EDPSNLib.jobs import results as result_jobs
 from EDPSNLib.jobs import train as train_jobs
 
 from .choices import DataSource
@@ -28,10 +30,10 @@ def sourceProblem(p, resume=False):
     pair, name = p.pair.value, p.outputName
     if p.source == DataSource.HARVARD:
         return train_jobs.check_training_inputs(p.dataFolder, pair, name)
-    if resume and train_jobs.is_prepared(name):  # data set ready: sources not needed
+    if resume and prepare_jobs.is_prepared(name):  # data set ready: sources not needed
         return train_jobs.check_run_name(name)
     if p.source == DataSource.CHAOS:
-        return train_jobs.check_chaos_inputs(p.chaosFolder, pair, name)
+        return prepare_jobs.check_chaos_inputs(p.chaosFolder, pair, name)
     if not (p.sceneMri and p.sceneMoving) or p.sceneMri == p.sceneMoving:
         return "Select the MRI volume and a different CT, PET or SPECT volume of the scene."
     return train_jobs.check_run_name(name)
@@ -40,7 +42,9 @@ def sourceProblem(p, resume=False):
 def dataFolder(p):
     """The Harvard-layout folder the training reads: the user's, or the run's prepared one."""
     return (
-        p.dataFolder if p.source == DataSource.HARVARD else train_jobs.dataset_folder(p.outputName)
+        p.dataFolder
+        if p.source == DataSource.HARVARD
+        else prepare_jobs.dataset_folder(p.outputName)
     )
 
 
@@ -82,10 +86,10 @@ def trainingSteps(s, score=True):
 
 def prepareStep(p, s):
     """The ``edpsn prepare`` step of a CHAOS or scene-pair source and what it records."""
-    out = train_jobs.dataset_folder(s["name"])
+    out = prepare_jobs.dataset_folder(s["name"])
     if p.source == DataSource.CHAOS:
         sequence = p.mrSequence.value
-        args = train_jobs.prepare_chaos_arguments(
+        args = prepare_jobs.prepare_chaos_arguments(
             chaos=p.chaosFolder, out=out, mr_sequence=sequence
         )
         source = {"source": "chaos", "chaos": str(p.chaosFolder), "mr_sequence": sequence}
@@ -93,15 +97,15 @@ def prepareStep(p, s):
         return Step(message, "Preparing", "EDPSNLib.cli", args), source
     mri, moving = p.sceneMri, p.sceneMoving
     tmp = Path(tempfile.mkdtemp(prefix="EDPSNTraining-", dir=slicer.app.temporaryPath))
-    files = train_jobs.prepare_files(tmp)
+    files = prepare_jobs.prepare_files(tmp)
     try:
         exportNodes({"mri": mri, "moving": moving}, files)
-        args = train_jobs.prepare_volumes_arguments(
+        args = prepare_jobs.prepare_volumes_arguments(
             mri=files["mri"],
             moving=files["moving"],
             modality=p.pair.modality,
             out=out,
-            case=train_jobs.case_name(mri.GetName()),
+            case=prepare_jobs.case_name(mri.GetName()),
             register=p.sceneRegistration.value,
             test_fraction=p.sceneTestPercent / 100.0,
         )
@@ -124,14 +128,14 @@ def trainingChain(p, log, maxStepsPerEpoch=None):
     s = settings(p, maxStepsPerEpoch)
     if p.source == DataSource.HARVARD:
         return StepChain(trainingSteps(s), log)
-    if train_jobs.is_prepared(s["name"]):
+    if prepare_jobs.is_prepared(s["name"]):
         log(f"The data set of '{s['name']}' is prepared already: preparation skipped.")
-        return StepChain(trainingSteps(s, train_jobs.split_size(s["data"], s["pair"]) > 0), log)
+        return StepChain(trainingSteps(s, prepare_jobs.split_size(s["data"], s["pair"]) > 0), log)
     step, source = prepareStep(p, s)
 
     def then():
-        train_jobs.mark_prepared(s["name"], source)
-        score = train_jobs.split_size(s["data"], s["pair"]) > 0
+        prepare_jobs.mark_prepared(s["name"], source)
+        score = prepare_jobs.split_size(s["data"], s["pair"]) > 0
         if not score:
             log("The prepared data set has no test split: the before/after scoring is skipped.")
         return trainingSteps(s, score)
@@ -157,7 +161,7 @@ def finishTraining(p):
     try:
         target = train_jobs.install_weights(p.outputName, p.pair.value)
         scored = (train_jobs.run_folder(p.outputName) / "after" / "summary.csv").is_file()
-        rows = train_jobs.comparison_rows(p.outputName, p.baseWeights or None) if scored else None
+        rows = result_jobs.comparison_rows(p.outputName, p.baseWeights or None) if scored else None
     except Exception as exc:  # report it; never leave the GUI stuck in "running"
         return {"event": "failed", "message": f"The new weights could not be installed: {exc}"}
     message = f"Done: '{p.outputName}' is in EDPSN Fusion's model list ({target})."

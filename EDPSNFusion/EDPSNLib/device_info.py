@@ -13,9 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from EDPSNLib import names
+
 #: Below this much free GPU memory the module warns before a run (bytes).
 LOW_GPU_MEMORY = 4 * 2**30
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = names.DEVICES
 
 
 def device_report(choice: str = "auto") -> dict[str, Any]:

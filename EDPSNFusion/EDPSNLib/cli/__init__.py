@@ -36,12 +36,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if only in (None, name):
-            try:
-                mod = importlib.import_module(f".{module}", __package__)
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__package__}.{module}":
-                    raise
-                continue  # command not available in this build
+            mod = importlib.import_module(f".{module}", __package__)
             mod.add_arguments(cmd)
             cmd.set_defaults(_run=mod.run)
     return parser

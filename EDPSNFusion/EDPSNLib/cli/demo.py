@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from EDPSNLib.names import REGISTRATION_METHODS
 from EDPSNLib.paths import repo_root
 
 SAMPLE_DIR = repo_root() / "Resources" / "Sample"
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The atlas pairs are registered slice by slice already; rigid MI registration of the
     # stacked (nominally spaced, smooth-PET) volumes drifts by a few mm and degrees, so the
     # demo trusts the atlas alignment. Registration itself is shown in docs/registration.md.
-    parser.add_argument("--register", default="none", choices=("none", "rigid", "affine"))
+    parser.add_argument("--register", default="none", choices=REGISTRATION_METHODS)
 
 
 def run(args: argparse.Namespace) -> int:

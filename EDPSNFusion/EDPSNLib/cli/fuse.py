@@ -10,6 +10,7 @@ from pathlib import Path
 from EDPSNLib.atomic import check_output_path, write_text_atomic
 from EDPSNLib.errors import InputError
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.names import REGISTRATION_METHODS
 
 VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
 
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics", help="CSV of the seven metrics: volume, per region, per slice")
     parser.add_argument("--transform", help="registration transform moving->MRI (.tfm)")
-    parser.add_argument("--register", default="rigid", choices=("rigid", "affine", "none"))
+    parser.add_argument("--register", default="rigid", choices=REGISTRATION_METHODS)
     add_slicing_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(

@@ -7,6 +7,7 @@ import json
 import sys
 
 from EDPSNLib.data.chaos import SEQUENCES
+from EDPSNLib.names import CHAOS_REGISTRATION_METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ct-window", default="soft-tissue", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
     )
-    parser.add_argument("--register", default="affine", choices=("affine", "rigid"))
+    parser.add_argument("--register", default="affine", choices=CHAOS_REGISTRATION_METHODS)
     parser.add_argument(
         "--orientation",
         default="trust",

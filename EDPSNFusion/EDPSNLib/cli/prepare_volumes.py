@@ -13,6 +13,7 @@ from EDPSNLib.cli.fuse import (
     add_slicing_arguments,
     parse_window,
 )
+from EDPSNLib.names import REGISTRATION_METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--register",
         default="rigid",
-        choices=("rigid", "affine", "none"),
+        choices=REGISTRATION_METHODS,
         help="none: the volumes are already aligned in world coordinates",
     )
     add_slicing_arguments(parser)

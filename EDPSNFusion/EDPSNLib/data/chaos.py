@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 from EDPSNLib.volume.dicom import list_series
 from EDPSNLib.volume.io import Volume, read_volume
@@ -34,9 +35,9 @@ __all__ = [
     "usable_chaos_patients",
 ]
 
-MODALITIES = ("CT", "MR")
+MODALITIES = names.CHAOS_MODALITIES
 #: MR sequences of CHAOS; CT has none (``sequence=None``).
-SEQUENCES = ("T2SPIR", "T1DUAL-InPhase", "T1DUAL-OutPhase")
+SEQUENCES = names.CHAOS_SEQUENCES
 #: Series folder of each sequence below ``Train_Sets/<modality>/<id>/`` in the DICOM layout.
 _DICOM_SUBDIR = {
     None: ("DICOM_anon",),
@@ -49,7 +50,15 @@ _NIFTI_IMAGE = re.compile(r"^image_([A-Za-z0-9._-]+?)\.nii(\.gz)?$")
 
 @dataclass(frozen=True)
 class ChaosPatient:
-    """One patient's expected series: DICOM folder or NIfTI file (it may be missing or broken)."""
+    """One patient's expected series: DICOM folder or NIfTI file (it may be missing or broken).
+
+    Attributes:
+        id: the patient id of the download ("1", "10", ...).
+        modality: "CT" or "MR".
+        sequence: the MR sequence, None for CT.
+        path: the series folder (DICOM layout) or image file (NIfTI layout).
+        layout: "dicom" or "nifti".
+    """
 
     id: str
     modality: str
@@ -59,7 +68,7 @@ class ChaosPatient:
 
     @property
     def label(self) -> str:
-        """Human name, e.g. ``MR 5 T2SPIR``."""
+        """The patient's name in messages, e.g. ``MR 5 T2SPIR``."""
         return f"{self.modality} {self.id}" + (f" {self.sequence}" if self.sequence else "")
 
 
@@ -68,7 +77,7 @@ def _check_args(modality: str, sequence: str | None) -> str | None:
         raise InputError(f"Unknown CHAOS modality '{modality}'; choose {' or '.join(MODALITIES)}.")
     if modality == "CT":
         return None
-    sequence = sequence or "T2SPIR"
+    sequence = sequence or SEQUENCES[0]
     if sequence not in SEQUENCES:
         raise InputError(f"Unknown CHAOS MR sequence '{sequence}'; choose {', '.join(SEQUENCES)}.")
     return sequence
@@ -86,7 +95,27 @@ def _nifti_folder(modality: str, sequence: str | None) -> str:
 def chaos_layout(
     root: str | os.PathLike, modality: str, sequence: str | None = None
 ) -> tuple[str, Path]:
-    """``("dicom", Train_Sets/<modality>)`` or ``("nifti", <root>/<CT|MR-seq>)`` for this data."""
+    """Which of the two CHAOS layouts a folder holds for one modality, and where.
+
+    Args:
+        root: the folder holding ``Train_Sets`` (or ``Train_Sets`` itself), or the NIfTI
+            folders (``MR-T2SPIR/``, ``CT/``; also below ``chaos/``).
+        modality: "CT" or "MR".
+        sequence: the MR sequence (default the first of ``names.CHAOS_SEQUENCES``).
+
+    Returns:
+        ``("dicom", Train_Sets/<modality>)`` or ``("nifti", <CT or MR-<sequence> folder>)``,
+        as absolute paths.
+
+    Raises:
+        InputError: an unknown modality or sequence, or no data of either layout.
+
+    Example:
+        >>> from EDPSNLib.paths import data_root
+        >>> layout, folder = chaos_layout(data_root() / "chaos", "MR")
+        >>> layout, folder.name
+        ('nifti', 'MR-T2SPIR')
+    """
     sequence = _check_args(modality, sequence)
     base = Path(root).expanduser().resolve()  # absolute: the pairing file records these paths
     if not base.is_dir():
@@ -111,7 +140,24 @@ def chaos_layout(
 def list_chaos_patients(
     root: str | os.PathLike, modality: str, sequence: str | None = None
 ) -> list[ChaosPatient]:
-    """Every patient of one modality (and MR sequence), sorted by id; their series are not read yet."""
+    """Every patient of one modality (and MR sequence), sorted by id.
+
+    Args:
+        root: the CHAOS folder (see :func:`chaos_layout`).
+        modality: "CT" or "MR".
+        sequence: the MR sequence (default the first of ``names.CHAOS_SEQUENCES``).
+
+    Returns:
+        The patients, numeric ids in numeric order; their series are not read yet.
+
+    Raises:
+        InputError: no data, or a folder without any patient.
+
+    Example:
+        >>> from EDPSNLib.paths import data_root
+        >>> [p.label for p in list_chaos_patients(data_root() / "chaos", "MR")[:2]]
+        ['MR 1 T2SPIR', 'MR 2 T2SPIR']
+    """
     sequence = _check_args(modality, sequence)
     layout, folder = chaos_layout(root, modality, sequence)
     if layout == "dicom":
@@ -169,7 +215,23 @@ def _series_folder_problem(patient: ChaosPatient) -> str | None:
 
 
 def read_chaos_volume(patient: ChaosPatient) -> Volume:
-    """Read one patient's CT or MR volume; InputError names the folder and the fix when it is broken."""
+    """Read one patient's CT or MR volume.
+
+    Args:
+        patient: the patient, from :func:`list_chaos_patients`.
+
+    Returns:
+        The volume, with ``chaos_id`` and ``chaos_sequence`` in its ``meta``.
+
+    Raises:
+        InputError: a missing, broken or mixed series, naming the folder and the fix.
+
+    Example:
+        >>> from EDPSNLib.paths import data_root
+        >>> volume = read_chaos_volume(list_chaos_patients(data_root() / "chaos", "MR")[0])
+        >>> volume.array.ndim, volume.meta["chaos_sequence"]
+        (3, 'T2SPIR')
+    """
     if patient.layout == "dicom":
         problem = _series_folder_problem(patient)
         if problem:
@@ -185,8 +247,20 @@ def read_chaos_volume(patient: ChaosPatient) -> Volume:
 
 
 def check_chaos_patient(patient: ChaosPatient, read: bool = True) -> str | None:
-    """Why a patient cannot be used (the InputError message), or None; ``read=False`` only
-    checks files and DICOM headers, which is fast for large CT series."""
+    """Why a patient cannot be used, or None when it can.
+
+    Args:
+        patient: the patient.
+        read: read the whole volume; False only checks files and DICOM headers, which is
+            fast for large CT series.
+
+    Returns:
+        The message :func:`read_chaos_volume` would raise, or None.
+
+    Example:
+        >>> from EDPSNLib.paths import data_root
+        >>> check_chaos_patient(list_chaos_patients(data_root() / "chaos", "MR")[0], read=False)
+    """
     try:
         if read:
             read_chaos_volume(patient)
@@ -206,9 +280,28 @@ def usable_chaos_patients(
     warn: Callable[[str], None] | None = None,
     read: bool = True,
 ) -> tuple[list[ChaosPatient], list[tuple[ChaosPatient, str]]]:
-    """The usable patients and the skipped ones with their reasons (each also given to ``warn``).
+    """The usable patients of one modality, and the skipped ones with their reasons.
 
-    A broken patient never stops a multi-patient run; InputError only when none is usable.
+    A broken patient never stops a multi-patient run: it is skipped and reported.
+
+    Args:
+        root: the CHAOS folder.
+        modality: "CT" or "MR".
+        sequence: the MR sequence (default the first of ``names.CHAOS_SEQUENCES``).
+        warn: called with "Skipping <reason>" for each skipped patient.
+        read: read each volume (see :func:`check_chaos_patient`).
+
+    Returns:
+        ``(usable patients, [(skipped patient, reason), ...])``.
+
+    Raises:
+        InputError: no patient is usable, with every reason.
+
+    Example:
+        >>> from EDPSNLib.paths import data_root
+        >>> good, skipped = usable_chaos_patients(data_root() / "chaos", "MR", read=False)
+        >>> len(good) > 0, skipped
+        (True, [])
     """
     sequence = _check_args(modality, sequence)
     good, skipped = [], []

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 from EDPSNLib.paths import harvard_root
 
 #: The three modality pairs and the folder name of the functional image in each.
-PAIR_NAMES = ("MRI-CT", "MRI-PET", "MRI-SPECT")
+PAIR_NAMES = names.PAIR_NAMES
 SPLITS = ("train", "val", "test", "trainval", "all")
 #: Fraction of the source repo's train list held out for validation, with a fixed seed.
 VAL_FRACTION = 0.2
@@ -23,7 +24,14 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 @dataclass(frozen=True)
 class HarvardPair:
-    """One registered slice pair: the MRI and the functional (CT, PET or SPECT) image."""
+    """One registered slice pair: the MRI and the functional (CT, PET or SPECT) image.
+
+    Attributes:
+        name: the file name both images share, without its suffix.
+        pair: the modality pair, e.g. "MRI-PET".
+        mri_path: the MRI image.
+        func_path: the CT, PET or SPECT image.
+    """
 
     name: str
     pair: str
@@ -32,7 +40,21 @@ class HarvardPair:
 
 
 def functional_modality(pair: str) -> str:
-    """'MRI-PET' -> 'PET'; rejects unknown pair names with the list of known ones."""
+    """The functional modality of a modality pair.
+
+    Args:
+        pair: one of ``names.PAIR_NAMES``.
+
+    Returns:
+        The modality after "MRI-".
+
+    Raises:
+        InputError: an unknown pair, with the list of known ones.
+
+    Example:
+        >>> functional_modality("MRI-PET")
+        'PET'
+    """
     if pair not in PAIR_NAMES:
         raise InputError(f"Unknown pair '{pair}'; choose one of {', '.join(PAIR_NAMES)}.")
     return pair.split("-", 1)[1]
@@ -54,7 +76,28 @@ def _read_split_file(path: Path) -> list[str]:
 
 
 def split_names(pair: str, split: str, root: str | Path | None = None) -> list[str]:
-    """Names in a split: test = ``splits/<pair>/test.txt``; val = a seeded 20 % of train."""
+    """The image names of one split of a modality pair.
+
+    ``test`` is ``splits/<pair>/test.txt``; ``trainval`` is ``train.txt``; ``val`` is a seeded
+    :data:`VAL_FRACTION` of it and ``train`` the rest; ``all`` is every MRI image.
+
+    Args:
+        pair: the modality pair.
+        split: one of :data:`SPLITS`.
+        root: a Harvard-layout folder (or the folder holding ``harvard/``); None for the
+            shared data.
+
+    Returns:
+        The names (file names without suffix), in the split file's order.
+
+    Raises:
+        InputError: an unknown split, or a missing folder or split file.
+
+    Example:
+        >>> train, val = split_names("MRI-CT", "train"), split_names("MRI-CT", "val")
+        >>> sorted(train + val) == sorted(split_names("MRI-CT", "trainval"))
+        True
+    """
     if split not in SPLITS:
         raise InputError(f"Unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
     base = harvard_root(root)
@@ -74,7 +117,24 @@ def split_names(pair: str, split: str, root: str | Path | None = None) -> list[s
 
 
 def list_pairs(pair: str, split: str = "test", root: str | Path | None = None) -> list[HarvardPair]:
-    """The pairs of one modality set and split, checking that every name has both images."""
+    """The image pairs of one modality pair and split, each name checked to have both images.
+
+    Args:
+        pair: the modality pair.
+        split: one of :data:`SPLITS`.
+        root: a Harvard-layout folder; None for the shared data.
+
+    Returns:
+        One :class:`HarvardPair` per name of the split (no image is read yet).
+
+    Raises:
+        InputError: unpaired images, a split naming missing images, or an empty split.
+
+    Example:
+        >>> first = list_pairs("MRI-SPECT", "test")[0]
+        >>> first.pair, first.mri_path.stem == first.func_path.stem == first.name
+        ('MRI-SPECT', True)
+    """
     func = functional_modality(pair)
     base = harvard_root(root) / pair
     mri, other = _image_names(base / "MRI"), _image_names(base / func)
@@ -95,7 +155,23 @@ def list_pairs(pair: str, split: str = "test", root: str | Path | None = None) -
 
 
 def read_image(path: Path, channels: int | tuple[int, ...]) -> np.ndarray:
-    """Read an 8-bit image as uint8 (H, W) or (H, W, 3), checking its channel count."""
+    """Read an 8-bit image file, checking its channel count.
+
+    Args:
+        path: the image file.
+        channels: the channel counts accepted: 1 (grey) and/or 3 (RGB); a grey file is
+            repeated to RGB when only 3 is accepted.
+
+    Returns:
+        uint8 (H, W) for grey, (H, W, 3) for RGB.
+
+    Raises:
+        InputError: an unreadable file or an image of another kind.
+
+    Example:
+        >>> read_image(list_pairs("MRI-PET", "test")[0].func_path, 3).shape
+        (256, 256, 3)
+    """
     try:
         with Image.open(path) as img:
             img.load()
@@ -115,7 +191,22 @@ def read_image(path: Path, channels: int | tuple[int, ...]) -> np.ndarray:
 
 
 def load_pair(p: HarvardPair) -> tuple[np.ndarray, np.ndarray]:
-    """(MRI uint8 (H, W), functional uint8 (H, W) for CT or (H, W, 3) for PET/SPECT)."""
+    """Read the two images of a pair.
+
+    Args:
+        p: the pair.
+
+    Returns:
+        MRI uint8 (H, W) and functional uint8, (H, W) for CT or (H, W, 3) for PET/SPECT.
+
+    Raises:
+        InputError: an unreadable image, or images of different sizes.
+
+    Example:
+        >>> mri, ct = load_pair(list_pairs("MRI-CT", "test")[0])
+        >>> mri.shape, ct.shape, ct.dtype
+        ((256, 256), (256, 256), dtype('uint8'))
+    """
     mri = read_image(p.mri_path, 1)
     func = read_image(p.func_path, 1 if functional_modality(p.pair) == "CT" else (3,))
     if mri.shape[:2] != func.shape[:2]:
@@ -127,7 +218,22 @@ def load_pair(p: HarvardPair) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_pairs(pairs: list[HarvardPair]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack pairs of one size into (N, H, W) MRI and (N, H, W[, 3]) functional uint8 arrays."""
+    """Read pairs of one size and stack them.
+
+    Args:
+        pairs: the pairs, e.g. from :func:`list_pairs`.
+
+    Returns:
+        MRI uint8 (N, H, W) and functional uint8 (N, H, W) or (N, H, W, 3).
+
+    Raises:
+        InputError: images of different sizes, or any problem of :func:`load_pair`.
+
+    Example:
+        >>> mri, pet = load_pairs(list_pairs("MRI-PET", "test")[:2])
+        >>> mri.shape, pet.shape
+        ((2, 256, 256), (2, 256, 256, 3))
+    """
     loaded = [load_pair(p) for p in pairs]
     shapes = {m.shape for m, _ in loaded}
     if len(shapes) > 1:

@@ -14,8 +14,21 @@ import numpy as np
 def synthetic_mri_pet(
     shape: tuple[int, int, int] = (24, 64, 64), shift_mm: float = 3.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(mri, mri_ijk_to_ras, pet, pet_ijk_to_ras): a head-like MRI (int16, 1 mm voxels) and a
-    PET (float32, 2 mm voxels, origin ``shift_mm`` off in R) showing the same world positions."""
+    """A head-like MRI and PET volume pair that show the same world positions.
+
+    Args:
+        shape: the MRI's (K, J, I) voxels (1 mm); the PET has half as many per axis (2 mm).
+        shift_mm: how far the PET's origin lies off the MRI's along R, in mm.
+
+    Returns:
+        ``(mri, mri_ijk_to_ras, pet, pet_ijk_to_ras)``: int16 (K, J, I), a 4x4 matrix, float32
+        (K/2, J/2, I/2), a 4x4 matrix.
+
+    Example:
+        >>> mri, mri_m, pet, pet_m = synthetic_mri_pet((8, 16, 16))
+        >>> mri.shape, mri.dtype, pet.shape, float(pet_m[0, 3])
+        ((8, 16, 16), dtype('int16'), (4, 8, 8), 3.0)
+    """
     kk, jj, ii = (a.astype(np.float32) for a in np.indices(shape))
     ck, cj, ci = (s / 2.0 for s in shape)
     r = np.sqrt(
@@ -43,7 +56,26 @@ def synthetic_harvard(
     size: int = 64,
     seed: int = 0,
 ) -> Path:
-    """Write a tiny Harvard-layout folder (``<pair>/MRI``, ``<pair>/<func>``, ``splits``); returns it."""
+    """Write a tiny Harvard-layout folder: ``<pair>/MRI``, ``<pair>/<func>`` and ``splits``.
+
+    Args:
+        root: the folder to write into (created).
+        pair: the modality pair; CT images are grey, PET/SPECT colour.
+        n_train: images listed in ``train.txt``.
+        n_test: images listed in ``test.txt``.
+        size: the images' side in pixels.
+        seed: the seed of the noise.
+
+    Returns:
+        ``root``, readable by :func:`EDPSNLib.data.harvard.list_pairs`.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = synthetic_harvard(tmp, "MRI-CT", n_train=2, n_test=1, size=16)
+        ...     sorted(p.name for p in (root / "MRI-CT" / "CT").iterdir())
+        ['90000.png', '90001.png', '90002.png']
+    """
     from PIL import Image
 
     root = Path(root)

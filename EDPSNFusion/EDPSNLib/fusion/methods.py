@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from EDPSNLib.errors import InputError
+from EDPSNLib.names import NETWORK_METHOD
 
 #: (N, H, W) MRI and (N, H, W[, 3]) functional images on [0, 1] -> fused, shaped like ``func``.
 BatchFusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
-NETWORK = "edpsn"
+NETWORK = NETWORK_METHOD
 
 
 def method_names() -> list[str]:

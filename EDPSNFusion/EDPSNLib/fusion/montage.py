@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from EDPSNLib.fusion.normalize import to_uint8
+from EDPSNLib.names import REGION_NAMES
 
 #: Region label names and colours (RGBA 0..255): background, low, mid, high information. The Slicer
-#: colour table (scene.py) uses the same ones so the montage and the slice views agree.
+#: colour table (EDPSNGui/mrml.py) uses the same ones so the montage and the slice views agree.
+_REGION_RGBA = ((51, 115, 242, 255), (191, 217, 38, 255), (230, 38, 26, 255))  # blue, yellow, red
 REGION_COLORS: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
     ("background", (0, 0, 0, 0)),
-    ("low information", (51, 115, 242, 255)),
-    ("mid information", (191, 217, 38, 255)),
-    ("high information", (230, 38, 26, 255)),
+    *((f"{name} information", rgba) for name, rgba in zip(REGION_NAMES, _REGION_RGBA)),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 from EDPSNLib.fusion.colormap_data import HARVARD_PET, HARVARD_SPECT
 
@@ -16,8 +17,10 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 }
 #: Colour maps for scalar PET/SPECT. The harvard ones are the atlas palettes the network was
 #: trained on (tools/derive_colormaps.py); any matplotlib colour map name also works.
-COLORMAPS: dict[str, list[list[int]]] = {"harvard-pet": HARVARD_PET, "harvard-spect": HARVARD_SPECT}
-DEFAULT_COLORMAP = {"PET": "harvard-pet", "SPECT": "harvard-spect"}
+COLORMAPS: dict[str, list[list[int]]] = dict(
+    zip(names.HARVARD_COLORMAPS, (HARVARD_PET, HARVARD_SPECT))
+)
+DEFAULT_COLORMAP = names.DEFAULT_COLORMAP
 
 
 def robust_range(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:

@@ -23,12 +23,10 @@ from EDPSNLib.fusion.normalize import (
 )
 from EDPSNLib.fusion.slices import SliceFuser, make_slice_fuser
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_regions
+from EDPSNLib.names import AXES, MODALITIES, REGION_NAMES
 from EDPSNLib.volume.io import Volume, validate_volume
 from EDPSNLib.volume.registration import RegistrationResult, register, resample_to
 
-MODALITIES = ("CT", "PET", "SPECT")
-AXES = ("axial", "coronal", "sagittal")
-REGION_NAMES = ("low", "mid", "high")
 #: A pixel is background when both normalised images are below this (air outside the head).
 BACKGROUND_LEVEL = 2.0 / 255.0
 #: A slice holds tissue when at least this many of its MRI pixels are above the background level.

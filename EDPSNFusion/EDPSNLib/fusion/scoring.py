@@ -32,6 +32,7 @@ from EDPSNLib.fusion.pipeline import (
     slice_axis,
 )
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.names import AXES, MODALITIES
 from EDPSNLib.volume.io import Volume
 from EDPSNLib.volume.registration import resample_to
 
@@ -212,14 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for name in ("--mri", "--moving", "--fused", "--out"):
         parser.add_argument(name, required=True)
-    parser.add_argument("--modality", required=True, choices=("CT", "PET", "SPECT"))
+    parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("--regions", help="region labelmap (default: computed as edpsn fuse does)")
     parser.add_argument(
         "--moving-to-mri", help="16 numbers: the 4x4 RAS 'to parent' matrix, row by row"
     )
     parser.add_argument("--ct-window", default="brain", help="a preset name or LEVEL,WIDTH")
     parser.add_argument("--colormap")
-    parser.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
+    parser.add_argument("--axis", default="axial", choices=AXES)
     parser.add_argument("--json-progress", action="store_true")
     args = parser.parse_args(argv)
 

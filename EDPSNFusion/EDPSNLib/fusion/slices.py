@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from EDPSNLib.errors import InputError
+from EDPSNLib.names import NETWORK_METHOD
 
 Log = Callable[[str], None]
 
@@ -129,7 +130,7 @@ def make_slice_fuser(
     log: Log | None = None,
 ) -> tuple[SliceFuser, dict]:
     """A fuser for ``method`` ('edpsn' or a baseline name) and a description of what it uses."""
-    if method != "edpsn":
+    if method != NETWORK_METHOD:
         return BaselineSliceFuser(method), {"method": method}
     from EDPSNLib.models.lookup import resolve_weights
     from EDPSNLib.models.weights import load_weights
@@ -141,7 +142,7 @@ def make_slice_fuser(
         props = torch.cuda.get_device_properties(dev)
         (log or print)(f"Using GPU {props.name} ({props.total_memory / 2**30:.1f} GiB).")
     return NetworkSliceFuser(model, dev, batch_size, log), {
-        "method": "edpsn",
+        "method": NETWORK_METHOD,
         "weights": str(path),
         "device": dev,
         "weights_name": meta.get("name", path.stem),

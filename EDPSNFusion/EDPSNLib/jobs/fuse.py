@@ -30,7 +30,12 @@ METHOD_PREFIX = "method:"
 
 @dataclass
 class FuseJob:
-    """What the user chose in EDPSN Fusion."""
+    """What the user chose in EDPSN Fusion: the options of one ``edpsn fuse`` run.
+
+    Example:
+        >>> FuseJob("CT").register
+        'rigid'
+    """
 
     modality: str
     register: str = "rigid"
@@ -43,12 +48,40 @@ class FuseJob:
 
 
 def fuse_files(folder: str | Path) -> dict[str, Path]:
-    """The paths of one fusion's inputs and outputs in ``folder``."""
+    """The paths of one fusion's inputs and outputs in a working folder.
+
+    Args:
+        folder: the job's working folder (the module exports the input volumes there).
+
+    Returns:
+        ``{key: path}`` for the keys of :data:`FUSE_FILES` (mri, moving, fused, regions,
+        metrics, transform).
+
+    Example:
+        >>> fuse_files("job")["fused"].name
+        'fused.nrrd'
+    """
     return {key: Path(folder) / name for key, name in FUSE_FILES.items()}
 
 
 def fuse_arguments(job: FuseJob, files: dict[str, Path]) -> list[str]:
-    """``edpsn fuse`` arguments (after the program name) with JSON progress on stdout."""
+    """The ``edpsn fuse`` command line of a job, with JSON progress events on stdout.
+
+    Args:
+        job: the user's choices; ``job.model`` is "" (default weights), ``method:NAME`` (a
+            baseline) or a weights file or registry name.
+        files: the job's paths, from :func:`fuse_files`.
+
+    Returns:
+        The arguments after the program name, as strings; a transform is asked for only when
+        the job registers.
+
+    Example:
+        >>> job = FuseJob("PET", register="none", model="method:max")
+        >>> args = fuse_arguments(job, fuse_files("j"))
+        >>> args[0], args[args.index("--method") + 1], "--transform" in args
+        ('fuse', 'max', False)
+    """
     args = [
         "fuse",
         "--mri",
@@ -87,7 +120,23 @@ def fuse_arguments(job: FuseJob, files: dict[str, Path]) -> list[str]:
 
 
 def metric_rows(done: dict[str, Any]) -> list[dict[str, Any]]:
-    """Table rows (volume, then each region) from the "done" event of ``edpsn fuse``."""
+    """The metric table rows of a fusion, from the "done" event of ``edpsn fuse``.
+
+    Args:
+        done: the decoded "done" event, holding ``volume_metrics`` and ``region_metrics``.
+
+    Returns:
+        One row for the volume, then one per region (``scope`` "region: low" ...), each with
+        the metric values.
+
+    Raises:
+        InputError: the event holds no metrics (an older EDPSNLib wrote it).
+
+    Example:
+        >>> done = {"volume_metrics": {"EN": 5.0}, "region_metrics": {"low": {"EN": 1.0}}}
+        >>> [row["scope"] for row in metric_rows(done)]
+        ['volume', 'region: low']
+    """
     try:
         rows = [{"scope": "volume", **done["volume_metrics"]}]
         rows += [{"scope": f"region: {r}", **m} for r, m in done["region_metrics"].items()]
@@ -107,7 +156,18 @@ SCORE_FILES = {
 
 
 def score_files(folder: str | Path) -> dict[str, Path]:
-    """The paths of one scoring's inputs and its metrics CSV in ``folder``."""
+    """The paths of one scoring's inputs and its metrics CSV in a working folder.
+
+    Args:
+        folder: the scoring's working folder.
+
+    Returns:
+        ``{key: path}`` for the keys of :data:`SCORE_FILES`.
+
+    Example:
+        >>> score_files("s")["metrics"].name
+        'metrics.csv'
+    """
     return {key: Path(folder) / name for key, name in SCORE_FILES.items()}
 
 
@@ -121,7 +181,29 @@ def score_arguments(
     moving_to_mri: Any = None,
     regions: bool = True,
 ) -> list[str]:
-    """Arguments of ``python -m EDPSNLib.fusion.scoring`` (``moving_to_mri``: a 4x4 RAS matrix)."""
+    """The command line of ``python -m EDPSNLib.fusion.scoring`` for a fused volume.
+
+    Args:
+        files: the scoring's paths, from :func:`score_files`.
+        modality: the moving volume's modality (CT, PET or SPECT).
+        ct_window: CT window preset or "LEVEL,WIDTH" in HU.
+        colormap: colour map of a scalar PET/SPECT volume; None for the modality's default.
+        axis: slicing axis (axial, coronal or sagittal).
+        moving_to_mri: a 4x4 RAS matrix (nested sequences) taking the moving volume onto the
+            MRI, or None when it is aligned already.
+        regions: whether to ask for the entropy region labelmap too.
+
+    Returns:
+        The arguments after the module name, as strings.
+
+    Raises:
+        InputError: ``moving_to_mri`` is not 4x4.
+
+    Example:
+        >>> args = score_arguments(score_files("s"), "CT", regions=False)
+        >>> args[args.index("--modality") + 1], "--regions" in args
+        ('CT', False)
+    """
     args = [
         "--mri",
         files["mri"],
@@ -152,9 +234,24 @@ def score_arguments(
 
 
 def weights_choices(pair: str) -> list[tuple[str, str]]:
-    """(label, value) of every model a user can pick for a pair: the default weights, the valid
-    models of the registry made for this pair (by file path, so the subprocess finds the same
-    file whatever its environment), and the classical baselines (value ``method:NAME``)."""
+    """Every model a user can pick for a modality pair, as the module's model list shows it.
+
+    The default weights come first (value ""), then the valid registry models made for this
+    pair (by file path, so the subprocess finds the same file whatever its environment), then
+    the classical baselines (value ``method:NAME``).
+
+    Args:
+        pair: the modality pair, e.g. "MRI-PET".
+
+    Returns:
+        ``(label, value)`` pairs in display order; a value is what :class:`FuseJob` takes as
+        ``model``.
+
+    Example:
+        >>> choices = weights_choices("MRI-PET")
+        >>> choices[0][1], choices[-1][1]
+        ('', 'method:laplacian')
+    """
     from EDPSNLib.models.registry import list_models, weights_file
 
     default = weights_file(default_models_dir(), pair)

@@ -41,7 +41,22 @@ _WINDOWS = sys.platform == "win32"
 
 
 def parse_line(line: str, stream: str = "stdout") -> dict[str, Any]:
-    """One output line as an event: a JSON object with an "event" key, else a text event."""
+    """One output line of the child as an event.
+
+    Args:
+        line: the line as read (its line ending is dropped).
+        stream: "stdout" or "stderr"; only stdout lines can be JSON events.
+
+    Returns:
+        The JSON object when the line is one with a string "event" key that is not one of
+        :data:`RESERVED_EVENTS`; else ``{"event": stream, "message": line}``.
+
+    Example:
+        >>> parse_line('{"event": "progress", "done": 3}')
+        {'event': 'progress', 'done': 3}
+        >>> parse_line("plain text")
+        {'event': 'stdout', 'message': 'plain text'}
+    """
     text = line.rstrip("\r\n")
     if stream == "stdout" and text.startswith("{"):
         try:
@@ -55,14 +70,40 @@ def parse_line(line: str, stream: str = "stdout") -> dict[str, Any]:
 
 
 def module_command(python: str, module: str, *args: str) -> list[str]:
-    """``[python, "-u", "-m", module, *args]``; ``-u`` so progress lines arrive as printed."""
+    """The command line that runs a Python module unbuffered.
+
+    Args:
+        python: the interpreter (``PythonSlicer`` in Slicer, ``sys.executable`` elsewhere).
+        module: the module to run with ``-m``.
+        *args: its arguments (anything ``str`` can convert).
+
+    Returns:
+        ``[python, "-u", "-m", module, *args]``; ``-u`` so progress lines arrive as printed.
+
+    Example:
+        >>> module_command("python", "EDPSNLib.cli", "fuse", 4)
+        ['python', '-u', '-m', 'EDPSNLib.cli', 'fuse', '4']
+    """
     return [str(python), "-u", "-m", module, *map(str, args)]
 
 
 def child_environment(
     base: Mapping[str, str] | None = None, pythonpath: Sequence[str | Path] = ()
 ) -> dict[str, str]:
-    """A copy of ``base`` (default: this process's) with ``pythonpath`` in front, unbuffered UTF-8."""
+    """The environment of a child: PYTHONPATH in front, unbuffered UTF-8 output.
+
+    Args:
+        base: the environment to copy; None for this process's (never changed either way).
+        pythonpath: folders put in front of the base's PYTHONPATH (duplicates dropped).
+
+    Returns:
+        A new dict.
+
+    Example:
+        >>> env = child_environment({"PYTHONPATH": "b"}, pythonpath=["a"])
+        >>> env["PYTHONPATH"].split(os.pathsep), env["PYTHONUNBUFFERED"]
+        (['a', 'b'], '1')
+    """
     env = dict(os.environ if base is None else base)
     parts = [str(p) for p in pythonpath] + [
         p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p
@@ -75,7 +116,27 @@ def child_environment(
 
 
 class BackgroundProcess:
-    """A command running in its own process group; ``poll()`` returns the events seen so far."""
+    """A command running in its own process group; ``poll()`` returns the events seen so far.
+
+    Args:
+        command: the program and its arguments.
+        cwd: the working folder of the command; None for this process's.
+        env: its environment; None for this process's.
+        grace_s: seconds between the polite stop and the kill on :meth:`cancel`.
+        tail_lines: how many stderr lines :attr:`stderr_tail` keeps.
+
+    Raises:
+        InputError: ``command`` is empty.
+
+    Example:
+        >>> import sys
+        >>> code = "import json; print(json.dumps({'event': 'step'})); print('done')"
+        >>> proc = BackgroundProcess([sys.executable, "-c", code]).start()
+        >>> proc.wait(timeout=60)
+        0
+        >>> [e["event"] for e in proc.poll()]
+        ['step', 'stdout', 'exit']
+    """
 
     def __init__(
         self,
@@ -100,7 +161,14 @@ class BackgroundProcess:
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> BackgroundProcess:
-        """Start the command; raises InputError when it cannot be started at all."""
+        """Start the command (once) and the threads that read its output.
+
+        Returns:
+            This object, so that ``BackgroundProcess(cmd).start()`` reads as one step.
+
+        Raises:
+            InputError: it was started already, or the program cannot be started at all.
+        """
         if self._proc is not None:
             raise InputError("This process was already started; create a new one.")
         group = (
@@ -145,7 +213,11 @@ class BackgroundProcess:
         return self._proc is not None and not self._finished.is_set()
 
     def poll(self) -> list[dict[str, Any]]:
-        """Every event queued since the last call (never blocks)."""
+        """Every event queued since the last call, in order (never blocks).
+
+        Returns:
+            The events; the "exit" event is the last one the process gives.
+        """
         out = []
         while True:
             try:
@@ -154,7 +226,14 @@ class BackgroundProcess:
                 return out
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """Block until the exit event is queued (or the timeout); returns the exit code."""
+        """Block until the exit event is queued, or the timeout.
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            The exit code (negative: killed by that signal on POSIX), None while still running.
+        """
         self._finished.wait(timeout)
         return self.returncode
 
@@ -165,7 +244,11 @@ class BackgroundProcess:
 
     # -- cancel ---------------------------------------------------------------------------
     def cancel(self, grace_s: float | None = None) -> None:
-        """Ask the whole tree to stop now, kill what is left after ``grace_s``; never blocks."""
+        """Ask the whole process tree to stop now and kill what is left later; never blocks.
+
+        Args:
+            grace_s: seconds before the kill; None for the constructor's; 0 or less kills at once.
+        """
         if self._proc is None or self._finished.is_set():
             return
         self.cancelled = True

@@ -20,11 +20,12 @@ from typing import Any
 
 from EDPSNLib.atomic import atomic_path
 from EDPSNLib.errors import InputError, WeightsError
+from EDPSNLib.names import PAIR_NAMES
 from EDPSNLib.network.config import ARCHITECTURE
 from EDPSNLib.paths import default_models_dir, user_models_dir
 
 #: The modality pairs that ship default weights ``EDPSN_<pair>``.
-DEFAULT_PAIRS = ("MRI-CT", "MRI-PET", "MRI-SPECT")
+DEFAULT_PAIRS = PAIR_NAMES
 WEIGHTS_SUFFIX = ".safetensors"
 # Portable file names: no separators, no leading dot, nothing Windows refuses.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

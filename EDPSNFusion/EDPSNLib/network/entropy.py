@@ -31,11 +31,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from EDPSNLib import names
 from EDPSNLib.errors import InputError
 
 #: Label values of :func:`entropy_regions`.
 LOW, MID, HIGH = 0, 1, 2
-REGION_NAMES = ("low", "mid", "high")
+REGION_NAMES = names.REGION_NAMES
 
 
 def _check_grey(image: torch.Tensor, name: str) -> None:

@@ -28,6 +28,7 @@ from EDPSNLib.atomic import write_text_atomic
 from EDPSNLib.data.chaos import ChaosPatient, read_chaos_volume, usable_chaos_patients
 from EDPSNLib.errors import InputError, RegistrationError
 from EDPSNLib.fusion.normalize import normalize_mri, to_uint8, window_ct
+from EDPSNLib.names import CHAOS_REGISTRATION_METHODS
 from EDPSNLib.training.dataset_writer import add_case, read_manifest, remove_case, tissue_slices
 from EDPSNLib.volume.io import Volume
 from EDPSNLib.volume.registration import ORIENTATIONS, RegistrationResult, register, resample_to
@@ -128,7 +129,7 @@ def register_ct_to_mr(
     threads: int | None = None,
 ) -> RegistrationResult:
     """CT onto MR of another patient, started from the foreground centres of mass."""
-    if method not in ("affine", "rigid"):
+    if method not in CHAOS_REGISTRATION_METHODS:
         raise InputError(f"Unknown registration '{method}' for CHAOS; choose affine or rigid.")
     if orientation not in ORIENTATIONS:
         raise InputError(f"Unknown orientation '{orientation}'; choose {', '.join(ORIENTATIONS)}.")

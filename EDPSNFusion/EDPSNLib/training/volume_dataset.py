@@ -36,6 +36,7 @@ from EDPSNLib.fusion.pipeline import (
     FusionOptions,
     prepare_slices,
 )
+from EDPSNLib.names import REGISTRATION_METHODS
 from EDPSNLib.training.dataset_writer import (
     add_case,
     check_case_name,
@@ -297,7 +298,7 @@ def prepare_volume_pair(
     if derived:
         case = case_name_from_path(mri_vol.path or "case")
     check_case_name(case)
-    if register not in ("rigid", "affine", "none"):
+    if register not in REGISTRATION_METHODS:
         raise InputError(f"Unknown registration '{register}'; choose rigid, affine or none.")
     pair = f"MRI-{modality}"
     root = Path(out).expanduser()

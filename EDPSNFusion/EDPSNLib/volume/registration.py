@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from EDPSNLib.color import LUMA_WEIGHTS
 from EDPSNLib.errors import InputError, RegistrationError
+from EDPSNLib.names import REGISTRATION_METHODS
 from EDPSNLib.volume.io import Volume
 from EDPSNLib.volume.transforms import (
     corner_points,
@@ -47,7 +48,7 @@ __all__ = [
     "read_rire_points",
 ]
 
-METHODS = ("rigid", "affine", "none")
+METHODS = REGISTRATION_METHODS
 INITS = ("auto", "geometry", "moments", "identity")
 #: header: as the headers say, refusing a clearly better 180-degree fit; search: try the 24
 #: axis-aligned turns; trust: as the headers say, without that check.
