@@ -81,13 +81,6 @@ def bool_mask(mask: ArrayLike, expected: tuple[int, ...], name: str) -> np.ndarr
     return m.astype(bool, copy=False)
 
 
-def check_options(data_range: float = 255.0, peak: float | None = 255.0) -> None:
-    if not data_range > 0:
-        raise InputError(f"SSIM data range must be > 0 (255 for 8-bit images), got {data_range}.")
-    if peak is not None and not peak > 0:
-        raise InputError(f"PSNR peak must be > 0 (255 for 8-bit images) or None, got {peak}.")
-
-
 def region_masks(masks: ArrayLike, n: int, h: int, w: int) -> list[np.ndarray]:
     """K boolean masks (N, H, W) from a (K, N, H, W) array."""
     m = np.asarray(masks)

@@ -133,12 +133,23 @@ def psnr_reduce(
 
 
 # ------------------------------------------------------------------------------------- Q^AB/F
-def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndarray:
+def _edge_preservation(
+    sx: np.ndarray,
+    sy: np.ndarray,
+    ws: Workspace,
+    equal_strength_slip: bool = False,
+    flipped_sobel_x: bool = False,
+) -> np.ndarray:
     """Sum over S = A, B of Q^SF g_S / (Gamma_g Gamma_a), from Sobel responses (3, K) of A, B, F
     at K pixels (overwritten: the strengths g are left in sx).
 
     Q^SF = Gamma_g Gamma_a / ((1 + e^{-kg (G - Dg)}) (1 + e^{-ka (A - Da)})) with the strength
-    ratio G = min / max and the angle agreement A = 1 - |a_S - a_F| / (pi / 2).
+    ratio G = min / max and the angle agreement A = 1 - |a_S - a_F| / (pi / 2). The two
+    flags reproduce the CDDFuse evaluator (:class:`EDPSNLib.metrics.options.MetricOptions`):
+    ``equal_strength_slip``: G = g_F where g_S == g_F exactly; ``flipped_sobel_x``: s_x of
+    the opposite sign. Negating s_x negates every angle except the pi/2 given where s_x = 0,
+    and |a_S - a_F| does not change when all angles are negated: so it is the same as
+    keeping s_x and giving -pi/2 where s_x = 0, which costs nothing.
     """
     (_, kg, dg), (_, ka, da) = QABF_G, QABF_A
     angle = np.abs(sx, out=ws.get("q_angle", sx.shape))
@@ -146,7 +157,8 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(sy, sx, out=angle)
     np.arctan(angle, out=angle)
-    np.copyto(angle, math.pi / 2, where=zero)  # the convention for s_x = 0 (also 0 / 0)
+    vertical = -math.pi / 2 if flipped_sobel_x else math.pi / 2
+    np.copyto(angle, vertical, where=zero)  # the convention for s_x = 0 (also 0 / 0)
     sx *= sx
     sy *= sy
     sx += sy
@@ -156,6 +168,9 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
     hi += _TINY
     e_g = np.minimum(g_src, g_fused, out=ws.get("q_strength", g_src.shape))
     e_g /= hi  # strength ratio G = min / max
+    if equal_strength_slip:
+        equal = np.equal(g_src, g_fused, out=ws.get("q_equal", g_src.shape, bool))
+        np.copyto(e_g, np.broadcast_to(g_fused, e_g.shape), where=equal)
     e_g *= -kg
     e_g += kg * dg
     np.exp(e_g, out=e_g)
@@ -174,11 +189,17 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
 QabfMaps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def qabf_maps(abf: np.ndarray, ws: Workspace) -> QabfMaps:
+def qabf_maps(
+    abf: np.ndarray,
+    ws: Workspace,
+    equal_strength_slip: bool = False,
+    flipped_sobel_x: bool = False,
+) -> QabfMaps:
     """Q^AB/F of A, B, F stacked (3, N, H, W), kept at the K pixels where a source has an edge
     (the others have no weight): their flat indices (K,), slice numbers (K,), and weights
     (2, K): sum over S of Q^SF g_S / (Gamma_g Gamma_a), and g_A + g_B; plus whether F has an
     edge (N, H, W), for the degenerate case. 3x3 Sobel with zero padding.
+    ``equal_strength_slip``, ``flipped_sobel_x``: see :class:`EDPSNLib.metrics.options.MetricOptions`.
 
     The costly angles and sigmoids are computed at the K pixels only (about half of a head
     slice is flat background).
@@ -195,7 +216,7 @@ def qabf_maps(abf: np.ndarray, ws: Workspace) -> QabfMaps:
     sx_k = np.take(sx.reshape(3, -1), idx, axis=1, out=ws.get("q_sx", (3, k)))
     sy_k = np.take(sy.reshape(3, -1), idx, axis=1, out=ws.get("q_sy", (3, k)))
     weights = ws.get("q_weights", (2, k))
-    weights[0] = _edge_preservation(sx_k, sy_k, ws)
+    weights[0] = _edge_preservation(sx_k, sy_k, ws, equal_strength_slip, flipped_sobel_x)
     np.add(sx_k[0], sx_k[1], out=weights[1])  # g_A + g_B (_edge_preservation left g in sx_k)
     return idx, slice_of, weights, edge
 
