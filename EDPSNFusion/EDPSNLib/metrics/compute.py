@@ -57,9 +57,18 @@ def _check_options(options: MetricOptions) -> MetricOptions:
 
 
 def seven_metrics(abf: np.ndarray, *, masks: list[Mask], ws: Workspace, options: MetricOptions):
-    """The seven metrics of A, B, F stacked (3, n, H, W) for each mask (a runner core).
+    """The seven metrics of one chunk for each mask: the core :func:`fusion_metrics_batch` runs.
 
     The maps (filtering, transcendentals) are computed once; only the sums run per mask.
+
+    Args:
+        abf: A, B, F luma stacked (3, n, H, W), float64.
+        masks: bool (n, H, W) masks or None (whole image), one result each.
+        ws: the thread's workspace.
+        options: the conventions.
+
+    Returns:
+        One ``{name: (n,)}`` per mask.
     """
     f = abf[2]
     prods = ml.moment_products(abf, ws)  # A F, B F, A^2, B^2, F^2: shared by SSIM and VIF

@@ -103,7 +103,15 @@ def metric_core(
     maps: Callable[[np.ndarray, Workspace], object],
     reduce: Callable[[object, Mask, Workspace], np.ndarray],
 ) -> Core:
-    """A core for one metric: ``maps(lin, ws)`` once, ``reduce(maps, mask, ws)`` per mask."""
+    """A core for one metric: ``maps(lin, ws)`` once per chunk, ``reduce(maps, mask, ws)`` per mask.
+
+    Args:
+        maps: the costly per-pixel part.
+        reduce: the per-mask sums, one value per slice.
+
+    Returns:
+        A core for :func:`run`, with results under the key ``v``.
+    """
 
     def core(lin: np.ndarray, masks: list[Mask], ws: Workspace) -> list[Result]:
         computed = maps(lin, ws)
@@ -115,7 +123,17 @@ def metric_core(
 def single_metric(
     core: Core, named: dict[str, ArrayLike], mask: ArrayLike | None, min_size: int = 1
 ) -> float | np.ndarray:
-    """One metric of grey images (H, W) -> float or (N, H, W) -> (N,), on the default workers."""
+    """One metric of grey images on the default workers.
+
+    Args:
+        core: from :func:`metric_core`.
+        named: the images by name (``f``, or ``a``, ``b``, ``f``, ...), (H, W) or (N, H, W).
+        mask: bool of the images' shape, or None.
+        min_size: the smallest H and W the metric accepts.
+
+    Returns:
+        A float for one image, float64 (N,) for a batch.
+    """
     arrays, m, single = prepare(named, mask, min_size=min_size)
     values = run(core, arrays, [m], ("v",))[0]["v"]
     return float(values[0]) if single else values
