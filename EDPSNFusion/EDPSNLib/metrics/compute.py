@@ -56,7 +56,9 @@ def _check_options(options: MetricOptions) -> MetricOptions:
     return options
 
 
-def seven_metrics(abf: np.ndarray, *, masks: list[Mask], ws: Workspace, options: MetricOptions):
+def seven_metrics(
+    abf: np.ndarray, *, masks: list[Mask], ws: Workspace, options: MetricOptions
+) -> list[Result]:
     """The seven metrics of one chunk for each mask: the core :func:`fusion_metrics_batch` runs.
 
     The maps (filtering, transcendentals) are computed once; only the sums run per mask.
@@ -94,15 +96,17 @@ def seven_metrics(abf: np.ndarray, *, masks: list[Mask], ws: Workspace, options:
 
 def _scored(
     named: dict[str, ArrayLike],
-    masks: list[Mask] | None,
+    regions: ArrayLike | None,
     mask: ArrayLike | None,
     options: MetricOptions,
     workers: int | None,
     batched: bool,
 ) -> list[Result]:
+    """The seven metrics over ``mask`` (one Result), or over the whole image and each of the
+    (K, N, H, W) ``regions`` (1 + K Results)."""
     _check_options(options)
     arrays, m, _ = prepare(named, mask, batched=batched, min_size=VIF_MIN_SIZE)
-    chosen = [m] if masks is None else [None, *region_masks(masks, *arrays[0].shape[:3])]
+    chosen = [m] if regions is None else [None, *region_masks(regions, *arrays[0].shape[:3])]
 
     def core(lin: np.ndarray, masks: list[Mask], ws: Workspace) -> list[Result]:
         return seven_metrics(lin, masks=masks, ws=ws, options=options)
