@@ -3,9 +3,9 @@ masks, degenerate inputs and bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
+import metrics_reference as REF  # the plain per-image implementation (Testing/)
 import numpy as np
 import pytest
 import torch
@@ -19,20 +19,6 @@ from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.data.harvard import PAIR_NAMES, list_pairs, load_pairs
 from EDPSNLib.errors import InputError
 from EDPSNLib.network.entropy import region_map
-from EDPSNLib.paths import repo_root
-
-
-def _load_reference():  # noqa: ANN202
-    """The straightforward per-image implementation kept in benchmarks/bench_metrics.py."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_metrics", repo_root() / "benchmarks" / "bench_metrics.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REF = _load_reference()
 
 
 @pytest.fixture(scope="module", params=PAIR_NAMES)
@@ -139,15 +125,41 @@ def test_library_metrics(harvard: tuple[np.ndarray, np.ndarray]) -> None:
 
 
 def test_evaluator_conventions(harvard: tuple[np.ndarray, np.ndarray]) -> None:
+    """CDDFUSE_EVALUATOR scores the rounded luma with the evaluator's PSNR peak and Q^AB/F."""
     mri, func = harvard
     fused = _fused_rgb(mri, func)
-    out = M.fusion_metrics_batch(mri, func, fused, psnr_peak=None, round_luma=True)
+    out = M.fusion_metrics_batch(mri, func, fused, options=M.CDDFUSE_EVALUATOR)
     a, b, f = (np.round(rgb_to_luma(x)) for x in (mri, func, fused))
     mse = (((a - f) ** 2).mean(axis=(1, 2)) + ((b - f) ** 2).mean(axis=(1, 2))) / 2
     assert np.allclose(out["PSNR"], 10 * np.log10(f.max(axis=(1, 2)) ** 2 / mse), atol=1e-9)
-    assert np.allclose(
-        out["SSIM"], M.ssim(a, b, f), atol=1e-12
-    )  # the rounded luma is what is scored
+    for i in range(len(mri)):
+        ref = REF.reference_metrics(a[i], b[i], f[i], evaluator=True)
+        for name in M.METRIC_NAMES:
+            assert out[name][i] == pytest.approx(ref[name], abs=1e-6), name
+    textbook = M.fusion_metrics_batch(a, b, f)
+    assert not np.allclose(out["Qabf"], textbook["Qabf"], rtol=1e-6, atol=0)
+    for name in ("EN", "SD", "SCD", "VIF", "SSIM"):  # the same definitions on the same input
+        np.testing.assert_allclose(out[name], textbook[name], rtol=0, atol=1e-12)
+
+
+def test_options_are_one_checked_value(mri_slice: np.ndarray) -> None:
+    a = mri_slice
+    with pytest.raises(InputError, match="data range"):
+        M.MetricOptions(ssim_data_range=0.0)
+    with pytest.raises(InputError, match="MetricOptions"):
+        M.fusion_metrics(a, a, a, options={"psnr_peak": None})
+    with pytest.raises(TypeError):
+        M.fusion_metrics(a, a, a, psnr_peak=None)  # the old keyword list is gone
+    peak_max_f = M.MetricOptions(psnr_peak=None)
+    f = a / 2
+    assert M.fusion_metrics(a, a, f, options=peak_max_f)["PSNR"] == pytest.approx(
+        M.psnr(a, a, f, peak=None), abs=1e-12
+    )
+    whole, (inside,) = M.fusion_metrics_regions(
+        a[None], a[None], f[None], (a > 30)[None, None], options=peak_max_f
+    )
+    assert whole["PSNR"][0] == pytest.approx(M.psnr(a, a, f, peak=None), abs=1e-12)
+    assert inside["PSNR"][0] == pytest.approx(M.psnr(a, a, f, mask=a > 30, peak=None), abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------- batching

@@ -1,19 +1,24 @@
 """The seven fusion metrics (EN, SD, SCD, Q^AB/F, VIF, PSNR, SSIM) on grey images, vectorised.
 
-The public calls live in :mod:`EDPSNLib.metrics.compute` and are re-exported here; the
-building blocks are ``filters`` (separable filters), ``maps`` (per-pixel maps), ``local``
-(windowed statistics) and ``checks`` (input validation).
+The public calls are re-exported here: all seven together from
+:mod:`EDPSNLib.metrics.compute`, one at a time from :mod:`EDPSNLib.metrics.single`, their
+conventions as one :class:`MetricOptions` from :mod:`EDPSNLib.metrics.options`. The building
+blocks are ``runner`` (chunks and threads), ``filters`` (separable filters), ``maps``
+(per-pixel maps), ``local`` (windowed statistics) and ``checks`` (input validation).
 """
 
 from EDPSNLib.metrics.compute import (
-    CONSTANT_VARIANCE,
-    DEFAULT_WORKERS,
     METRIC_NAMES,
     PSNR_CAP_DB,
-    entropy,
     fusion_metrics,
     fusion_metrics_batch,
     fusion_metrics_regions,
+)
+from EDPSNLib.metrics.maps import CONSTANT_VARIANCE
+from EDPSNLib.metrics.options import CDDFUSE_EVALUATOR, DEFAULT_OPTIONS, MetricOptions
+from EDPSNLib.metrics.runner import DEFAULT_WORKERS
+from EDPSNLib.metrics.single import (
+    entropy,
     psnr,
     qabf,
     scd,
@@ -25,10 +30,13 @@ from EDPSNLib.metrics.compute import (
 )
 
 __all__ = [
+    "CDDFUSE_EVALUATOR",
     "CONSTANT_VARIANCE",
+    "DEFAULT_OPTIONS",
     "DEFAULT_WORKERS",
     "METRIC_NAMES",
     "PSNR_CAP_DB",
+    "MetricOptions",
     "entropy",
     "fusion_metrics",
     "fusion_metrics_batch",

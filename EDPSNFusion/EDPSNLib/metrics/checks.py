@@ -55,8 +55,26 @@ def prepare(
     batched: bool | None = None,
     min_size: int = 1,
 ) -> tuple[list[np.ndarray], Mask, bool]:
-    """Checked inputs (N, H, W[, 3]), a bool mask (N, H, W) or None, and whether one image was
-    given."""
+    """Checked metric inputs as (N, H, W[, 3]) views, a bool mask, and whether one image was given.
+
+    Args:
+        named: the images by the name error messages use (``a``, ``b``, ``f``, ...).
+        mask: bool (or 0/1 integer) mask of the images' shape, or None.
+        batched: None: grey (H, W) or (N, H, W); True: (N, H, W[, 3]); False: (H, W[, 3]).
+        min_size: the smallest H and W the metric accepts.
+
+    Returns:
+        (arrays, mask (N, H, W) or None, single image).
+
+    Raises:
+        InputError: non-numeric or non-finite values, shapes that differ or do not fit, images
+            that are too small, a bad mask.
+
+    Example:
+        >>> arrays, mask, single = prepare({"f": np.zeros((4, 5))}, None)
+        >>> arrays[0].shape, mask, single
+        ((1, 4, 5), None, True)
+    """
     arrays, singles = zip(*(_images(x, k, batched) for k, x in named.items()))
     if len({a.shape[:3] for a in arrays}) > 1:
         listed = ", ".join(f"{k} {np.shape(x)}" for k, x in named.items())
@@ -73,6 +91,23 @@ def prepare(
 
 
 def bool_mask(mask: ArrayLike, expected: tuple[int, ...], name: str) -> np.ndarray:
+    """A mask as bool after checking its dtype and shape.
+
+    Args:
+        mask: bool or 0/1 integer array.
+        expected: the shape it must have.
+        name: its name in error messages.
+
+    Returns:
+        The bool array (no copy when it already is one).
+
+    Raises:
+        InputError: a float mask or a wrong shape.
+
+    Example:
+        >>> bool_mask(np.array([0, 1]), (2,), "mask").tolist()
+        [False, True]
+    """
     m = np.asarray(mask)
     if m.dtype.kind not in "bui":
         raise InputError(f"{name} has dtype {m.dtype}; pass a boolean (or 0/1 integer) array.")
@@ -81,15 +116,25 @@ def bool_mask(mask: ArrayLike, expected: tuple[int, ...], name: str) -> np.ndarr
     return m.astype(bool, copy=False)
 
 
-def check_options(data_range: float = 255.0, peak: float | None = 255.0) -> None:
-    if not data_range > 0:
-        raise InputError(f"SSIM data range must be > 0 (255 for 8-bit images), got {data_range}.")
-    if peak is not None and not peak > 0:
-        raise InputError(f"PSNR peak must be > 0 (255 for 8-bit images) or None, got {peak}.")
-
-
 def region_masks(masks: ArrayLike, n: int, h: int, w: int) -> list[np.ndarray]:
-    """K boolean masks (N, H, W) from a (K, N, H, W) array."""
+    """K boolean masks (N, H, W) from a (K, N, H, W) array.
+
+    Args:
+        masks: (K, N, H, W) bool or 0/1 integers.
+        n: number of slices N.
+        h: image height H.
+        w: image width W.
+
+    Returns:
+        A list of K (N, H, W) bool arrays.
+
+    Raises:
+        InputError: another number of axes, another shape or a float dtype.
+
+    Example:
+        >>> len(region_masks(np.zeros((3, 2, 4, 4), dtype=bool), 2, 4, 4))
+        3
+    """
     m = np.asarray(masks)
     if m.ndim != 4:
         raise InputError(

@@ -28,14 +28,32 @@ BAND_TILE = 256
 
 
 class Workspace:
-    """Named scratch arrays reused between calls: ``get`` returns a view of a buffer that only
-    grows. Two arrays in use at the same time need different names; one per thread."""
+    """Named scratch arrays reused between calls, one per thread.
+
+    ``get`` returns a view of a buffer that only grows; two arrays in use at the same time need
+    different names.
+
+    Example:
+        >>> ws = Workspace()
+        >>> a = ws.get("x", (2, 3))
+        >>> ws.get("x", (3,)).base is a.base  # the same memory, reshaped
+        True
+    """
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: DTypeLike = np.float64) -> np.ndarray:
-        """An uninitialised C-ordered array of ``shape`` backed by the buffer ``name``."""
+        """An uninitialised C-ordered array of ``shape`` backed by the buffer ``name``.
+
+        Args:
+            name: the buffer's name.
+            shape: the shape wanted.
+            dtype: its dtype (a buffer of another dtype is replaced).
+
+        Returns:
+            A view of the buffer (its old contents: write before reading).
+        """
         need = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.size < need or buf.dtype != np.dtype(dtype):
@@ -43,7 +61,14 @@ class Workspace:
         return buf[:need].reshape(shape)
 
     def arange(self, n: int) -> np.ndarray:
-        """0, 1, ..., n - 1 (intp), kept between calls."""
+        """0, 1, ..., n - 1 (intp), kept between calls.
+
+        Args:
+            n: the length.
+
+        Returns:
+            A view of the kept range.
+        """
         buf = self._buffers.get("_arange")
         if buf is None or buf.size < n:
             buf = self._buffers["_arange"] = np.arange(n, dtype=np.intp)
@@ -51,15 +76,33 @@ class Workspace:
 
 
 def workspace(ws: Workspace | None) -> Workspace:
-    """``ws``, or a fresh (throw-away) workspace."""
+    """``ws``, or a fresh (throw-away) workspace.
+
+    Args:
+        ws: a workspace or None.
+
+    Returns:
+        A workspace.
+    """
     return Workspace() if ws is None else ws
 
 
 def gaussian_kernel_1d(n: int, sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of length ``n``; its outer product is ``fspecial('gaussian', n, sigma)``.
+    """Normalised 1-D Gaussian; its outer product is MATLAB's ``fspecial('gaussian', n, sigma)``.
 
     MATLAB zeroes taps below eps * max before normalising; for the VIF windows (sigma = n / 5)
     no tap is that small, so the 2-D window is exactly separable.
+
+    Args:
+        n: number of taps.
+        sigma: standard deviation in taps.
+
+    Returns:
+        float64 (n,) summing to 1.
+
+    Example:
+        >>> gaussian_kernel_1d(3, 1.0).round(4).tolist()
+        [0.2741, 0.4519, 0.2741]
     """
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     k = np.exp(-(x * x) / (2.0 * sigma * sigma))
@@ -69,9 +112,21 @@ def gaussian_kernel_1d(n: int, sigma: float) -> np.ndarray:
 def filter_valid(
     x: np.ndarray, k: np.ndarray, stride: int = 1, ws: Workspace | None = None, name: str = "f"
 ) -> np.ndarray:
-    """'valid' correlation of (..., H, W) with the window k (x) k, kept every ``stride`` pixels.
+    """'valid' correlation of (..., H, W) with the separable window k (x) k, every ``stride`` pixels.
 
-    The result is a view of the workspace buffer ``name`` (``name + "_w"`` holds the rows pass).
+    Args:
+        x: float64 (..., H, W).
+        k: 1-D kernel (n,).
+        stride: keep every ``stride``-th output in both directions.
+        ws: workspace for the outputs (a fresh one if None).
+        name: the result is a view of this workspace buffer (``name + "_w"`` holds the rows pass).
+
+    Returns:
+        (..., (H - n) // stride + 1, (W - n) // stride + 1).
+
+    Example:
+        >>> filter_valid(np.ones((5, 6)), np.full(3, 1 / 3)).round(12).tolist()
+        [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
     ws = workspace(ws)
     count = [(d - len(k)) // stride + 1 for d in x.shape[-2:]]
@@ -115,7 +170,20 @@ def _banded_valid(
 
 
 def crop_valid(mask: np.ndarray, n: int, stride: int = 1) -> np.ndarray:
-    """The mask at the centre pixels of the 'valid' outputs of an n x n window (see filter_valid)."""
+    """The mask at the centre pixels of the 'valid' outputs of an n x n window (as filter_valid).
+
+    Args:
+        mask: (..., H, W).
+        n: the window side.
+        stride: as :func:`filter_valid`.
+
+    Returns:
+        A view (..., H - n + 1 (strided), W - n + 1 (strided)).
+
+    Example:
+        >>> crop_valid(np.arange(25).reshape(5, 5), 3).tolist()
+        [[6, 7, 8], [11, 12, 13], [16, 17, 18]]
+    """
     r = n // 2
     return mask[..., r : mask.shape[-2] - r : stride, r : mask.shape[-1] - r : stride]
 
@@ -152,15 +220,44 @@ def _window_sums(x: np.ndarray, n: int, axis: int, out: np.ndarray, ws: Workspac
 
 
 def box_sum_valid(x: np.ndarray, n: int, out: np.ndarray, ws: Workspace) -> np.ndarray:
-    """'valid' n x n window sums of (..., H, W) into ``out`` (..., H-n+1, W-n+1), not divided."""
+    """'valid' n x n window sums of (..., H, W), not divided (running sums by doubling).
+
+    Args:
+        x: float64 (..., H, W).
+        n: the window side.
+        out: (..., H - n + 1, W - n + 1) to write into.
+        ws: workspace for the temporaries.
+
+    Returns:
+        ``out``.
+
+    Example:
+        >>> out = np.empty((2, 2))
+        >>> box_sum_valid(np.ones((3, 3)), 2, out, Workspace()).tolist()
+        [[4.0, 4.0], [4.0, 4.0]]
+    """
     tmp = ws.get("box_rows", (*x.shape[:-2], out.shape[-2], x.shape[-1]))
     return _window_sums(_window_sums(x, n, -2, tmp, ws), n, -1, out, ws)
 
 
 def sobel_valid(p: np.ndarray, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """3x3 Sobel responses (s_x, s_y) of (..., H+2, W+2) at the (..., H, W) inner pixels.
+    """3x3 Sobel responses (s_x, s_y) at the inner pixels of (..., H + 2, W + 2).
 
-    Correlation, s_x along W; pass the image zero-padded by one pixel for zero padding.
+    Correlation as MATLAB's ``filter2``: s_x = right - left (along W), s_y = bottom - top;
+    pass the image zero-padded by one pixel (:func:`zero_pad`) for zero padding.
+
+    Args:
+        p: float64 (..., H + 2, W + 2).
+        ws: workspace for the outputs.
+
+    Returns:
+        (s_x, s_y), each (..., H, W).
+
+    Example:
+        >>> ramp = np.tile(np.arange(4.0), (4, 1))  # rises by 1 per column
+        >>> sx, sy = sobel_valid(ramp, Workspace())
+        >>> sx.tolist(), sy.tolist()
+        ([[8.0, 8.0], [8.0, 8.0]], [[0.0, 0.0], [0.0, 0.0]])
     """
     lead, (h, w) = p.shape[:-2], (p.shape[-2] - 2, p.shape[-1] - 2)
     dx = np.subtract(p[..., :, 2:], p[..., :, :-2], out=ws.get("sobel_d", (*lead, h + 2, w)))
@@ -175,7 +272,20 @@ def sobel_valid(p: np.ndarray, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def zero_pad(x: np.ndarray, ws: Workspace, name: str = "pad") -> np.ndarray:
-    """(..., H, W) padded with one zero row and column on each side."""
+    """(..., H, W) padded with one zero row and column on each side.
+
+    Args:
+        x: (..., H, W).
+        ws: workspace for the output.
+        name: its buffer name.
+
+    Returns:
+        (..., H + 2, W + 2).
+
+    Example:
+        >>> zero_pad(np.ones((1, 1)), Workspace()).tolist()
+        [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    """
     p = ws.get(name, (*x.shape[:-2], x.shape[-2] + 2, x.shape[-1] + 2))
     p[..., 0, :] = p[..., -1, :] = p[..., :, 0] = p[..., :, -1] = 0.0
     p[..., 1:-1, 1:-1] = x

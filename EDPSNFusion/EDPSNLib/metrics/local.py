@@ -39,8 +39,19 @@ SSIM_BAND_PIXELS = 32768
 
 
 def moment_products(lin: np.ndarray, ws: Workspace) -> np.ndarray:
-    """(2R + 1, N, H, W): refs * dist (R), refs^2 (R), dist^2 of lin = refs + dist stacked
-    (R + 1, N, H, W); their local means and those of lin give the local moments."""
+    """The product images behind the local moments: refs * dist, refs^2, dist^2.
+
+    Args:
+        lin: refs and dist stacked (R + 1, N, H, W).
+        ws: workspace for the output.
+
+    Returns:
+        (2R + 1, N, H, W); their local means and those of ``lin`` give the local moments.
+
+    Example:
+        >>> moment_products(np.array([2.0, 3.0]).reshape(2, 1, 1, 1), Workspace()).ravel().tolist()
+        [6.0, 4.0, 9.0]
+    """
     nr = len(lin) - 1
     refs, dist = lin[:nr], lin[nr]
     prods = ws.get("products", (2 * nr + 1, *dist.shape))
@@ -91,11 +102,20 @@ def _ssim_band(
 def ssim_maps(
     lin: np.ndarray, data_range: float, sample_covariance: bool, prods: np.ndarray, ws: Workspace
 ) -> np.ndarray:
-    """Sum over refs of the SSIM maps against dist, lin = refs + dist stacked (R + 1, N, H, W),
-    uniform 7x7 window: (N, H-6, W-6). ``prods``: :func:`moment_products` (lin).
+    """Sum over refs of the SSIM maps against dist, uniform 7x7 window, 'valid' centres.
 
     C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = data_range; with ``sample_covariance`` the
     (co)variances are scaled by 49/48 as scikit-image does by default.
+
+    Args:
+        lin: refs and dist stacked (R + 1, N, H, W).
+        data_range: L.
+        sample_covariance: the 49/48 normalisation.
+        prods: :func:`moment_products` of ``lin``.
+        ws: workspace for the outputs.
+
+    Returns:
+        (N, H - 6, W - 6).
     """
     n, h, w = lin.shape[1:]
     norm = SSIM_WIN**2 / (SSIM_WIN**2 - 1.0) if sample_covariance else 1.0
@@ -110,7 +130,15 @@ def ssim_maps(
 
 
 def ssim_reduce(smap: np.ndarray, mask: Mask) -> np.ndarray:
-    """Mean of an SSIM map over the window centres inside the mask (0 if none)."""
+    """Mean of an SSIM map over the window centres inside a mask.
+
+    Args:
+        smap: :func:`ssim_maps` output (N, H - 6, W - 6).
+        mask: bool (N, H, W), or None.
+
+    Returns:
+        (N,), 0 where no centre is inside.
+    """
     centres = None if mask is None else crop_valid(mask, SSIM_WIN)
     count = pixel_count(centres, smap.shape)
     return np.where(count > 0, masked_sum(smap, centres) / np.maximum(count, 1), 0.0)
@@ -156,10 +184,19 @@ def _vif_terms(
 def vif_maps(
     lin: np.ndarray, prods: np.ndarray, ws: Workspace
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """VIF maps of dist against each ref, lin = refs + dist stacked (R + 1, N, H, W): per
-    scale, the log arguments (2, R, N, P) with P = h w rounded up to LOG_GROUP (the tail set
-    to 1) and the dist variance flags (N, h, w). 4 scales with Gaussian windows 17, 9, 5, 3
-    ('valid'), subsampled by 2 between scales. ``prods``: :func:`moment_products` (lin)."""
+    """VIF log arguments of dist against each ref at the four scales.
+
+    Gaussian windows 17, 9, 5, 3 ('valid'), subsampled by 2 between scales.
+
+    Args:
+        lin: refs and dist stacked (R + 1, N, H, W).
+        prods: :func:`moment_products` of ``lin``.
+        ws: workspace for the outputs.
+
+    Returns:
+        Per scale: the log arguments (2, R, N, P) with P = h w rounded up to LOG_GROUP (the
+        tail set to 1), and the dist variance flags (N, h, w).
+    """
     nr = len(lin) - 1
     out = []
     for scale, size in enumerate(VIF_WINDOWS):
@@ -182,11 +219,25 @@ def vif_maps(
 
 
 def log_sums(flat: np.ndarray, shape: tuple[int, int], mask: Mask, ws: Workspace) -> np.ndarray:
-    """Per-slice sums of ln(terms) over the mask (N, h, w) of padded terms (..., N, P) >= 1.
+    """Per-slice sums of ln(terms) over a mask, taking products of LOG_GROUP terms before each
+    logarithm (32x fewer logs, the costliest step).
 
-    Products of LOG_GROUP terms are taken before the logarithm (32x fewer logs, the costliest
-    step). A product cannot overflow for 0..255 images (VIF terms stay below 1 + 255^2 / 8);
-    if one would (other value ranges), each term gets its own logarithm.
+    A product cannot overflow for 0..255 images (VIF terms stay below 1 + 255^2 / 8); if one
+    would (other value ranges), each term gets its own logarithm.
+
+    Args:
+        flat: padded terms (..., N, P) >= 1.
+        shape: (h, w) of the unpadded terms.
+        mask: bool (N, h, w), or None.
+        ws: workspace for the temporaries.
+
+    Returns:
+        (..., N).
+
+    Example:
+        >>> flat = np.full((1, LOG_GROUP), np.e)
+        >>> log_sums(flat, (1, LOG_GROUP), None, Workspace()).round(9).tolist()
+        [32.0]
     """
     p = shape[0] * shape[1]
     if mask is not None:
@@ -208,10 +259,16 @@ def log_sums(flat: np.ndarray, shape: tuple[int, int], mask: Mask, ws: Workspace
 def vif_reduce(
     maps: list[tuple[np.ndarray, np.ndarray]], mask: Mask, ws: Workspace | None = None
 ) -> np.ndarray:
-    """VIFp of dist against each ref (R, N) over the mask, cropped and subsampled like the image.
+    """VIFp of dist against each ref over a mask, cropped and subsampled like the images.
 
-    A reference without local variance in the mask holds no information: 1 if dist has none
-    either, else 0; 0 where no window centre lies in the mask.
+    Args:
+        maps: :func:`vif_maps` output.
+        mask: bool (N, H, W), or None.
+        ws: workspace for the temporaries (a fresh one if None).
+
+    Returns:
+        (R, N); a reference without local variance in the mask gives 1 if dist has none
+        either, else 0; 0 where no window centre lies in the mask.
     """
     ws = Workspace() if ws is None else ws
     n = maps[0][1].shape[0]

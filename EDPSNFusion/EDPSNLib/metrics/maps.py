@@ -34,34 +34,92 @@ Mask = np.ndarray | None
 
 # ------------------------------------------------------------------------- masked reductions
 def masked_sum(x: np.ndarray, mask: Mask) -> np.ndarray:
-    """Per-slice sums of (..., N, H, W) over the mask (N, H, W) -> (..., N); None: all pixels."""
+    """Per-slice sums over a mask.
+
+    Args:
+        x: (..., N, H, W).
+        mask: bool (N, H, W), or None for all pixels.
+
+    Returns:
+        (..., N).
+
+    Example:
+        >>> masked_sum(np.ones((2, 3, 3)), np.eye(3, dtype=bool)[None].repeat(2, 0)).tolist()
+        [3.0, 3.0]
+    """
     if mask is None:
         return x.sum(axis=(-2, -1))
     return np.einsum("...nhw,nhw->...n", x, mask)
 
 
 def masked_dot(x: np.ndarray, y: np.ndarray, mask: Mask) -> np.ndarray:
-    """Per-slice sums of x * y over the mask (no temporary image; numpy's own loop, no BLAS)."""
+    """Per-slice sums of x * y over a mask, with no temporary image (numpy's own loop, no BLAS).
+
+    Args:
+        x: (N, H, W).
+        y: (N, H, W).
+        mask: bool (N, H, W), or None for all pixels.
+
+    Returns:
+        (N,).
+
+    Example:
+        >>> masked_dot(np.full((1, 2, 2), 2.0), np.full((1, 2, 2), 3.0), None).tolist()
+        [24.0]
+    """
     if mask is None:
         return np.einsum("nhw,nhw->n", x, y)
     return np.einsum("nhw,nhw,nhw->n", x, y, mask)
 
 
 def pixel_count(mask: Mask, shape: tuple[int, ...]) -> np.ndarray:
-    """Pixels inside the mask per slice (N,) for maps of ``shape`` (N, H, W)."""
+    """Pixels inside the mask per slice.
+
+    Args:
+        mask: bool (N, H, W), or None for all pixels.
+        shape: the maps' shape (N, H, W) (used when ``mask`` is None).
+
+    Returns:
+        int64 (N,).
+
+    Example:
+        >>> pixel_count(None, (2, 4, 5)).tolist()
+        [20, 20]
+    """
     if mask is None:
         return np.full(shape[0], shape[-2] * shape[-1], dtype=np.int64)
     return np.count_nonzero(mask, axis=(-2, -1))
 
 
 def masked_mean(x: np.ndarray, mask: Mask) -> np.ndarray:
-    """Per-slice means over the mask; 0 where the mask is empty."""
+    """Per-slice means over a mask; 0 where the mask is empty.
+
+    Args:
+        x: (N, H, W).
+        mask: bool (N, H, W), or None for all pixels.
+
+    Returns:
+        (N,).
+
+    Example:
+        >>> masked_mean(np.arange(4.0).reshape(1, 2, 2), np.zeros((1, 2, 2), bool)).tolist()
+        [0.0]
+    """
     return masked_sum(x, mask) / np.maximum(pixel_count(mask, x.shape[-3:]), 1)
 
 
 # ------------------------------------------------------------------ global metrics: EN, SD, SCD
 def entropy_maps(f: np.ndarray, ws: Workspace) -> np.ndarray:
-    """Grey levels of F rounded half to even and clipped, offset by 256 per slice."""
+    """Grey levels of F rounded half to even, clipped to 0..255, offset by 256 per slice (so one
+    ``bincount`` counts every slice).
+
+    Args:
+        f: float64 (N, H, W).
+        ws: workspace for the outputs.
+
+    Returns:
+        intp (N, H, W).
+    """
     rounded = np.rint(f, out=ws.get("en_round", f.shape))
     np.clip(rounded, 0, 255, out=rounded)
     levels = ws.get("en_levels", f.shape, np.intp)
@@ -71,7 +129,15 @@ def entropy_maps(f: np.ndarray, ws: Workspace) -> np.ndarray:
 
 
 def entropy_reduce(levels: np.ndarray, mask: Mask) -> np.ndarray:
-    """EN in bits from :func:`entropy_maps` over the mask."""
+    """EN in bits over a mask from :func:`entropy_maps`.
+
+    Args:
+        levels: :func:`entropy_maps` output (N, H, W).
+        mask: bool (N, H, W), or None.
+
+    Returns:
+        (N,), 0 for an empty mask.
+    """
     n = len(levels)
     picked = levels.ravel() if mask is None else levels[mask]
     counts = np.bincount(picked, minlength=256 * n).reshape(n, 256)
@@ -84,7 +150,16 @@ def _centred(x: np.ndarray, mask: Mask, out: np.ndarray) -> np.ndarray:
 
 
 def std_reduce(f: np.ndarray, mask: Mask, ws: Workspace) -> np.ndarray:
-    """SD: population standard deviation of F over the mask (two-pass: exactly 0 if constant)."""
+    """SD: population standard deviation of F over a mask (two passes: exactly 0 if constant).
+
+    Args:
+        f: float64 (N, H, W).
+        mask: bool (N, H, W), or None.
+        ws: workspace for the temporaries.
+
+    Returns:
+        (N,).
+    """
     c = _centred(f, mask, ws.get("centred_x", f.shape))
     return np.sqrt(masked_dot(c, c, mask) / np.maximum(pixel_count(mask, f.shape), 1))
 
@@ -99,12 +174,30 @@ def _corr(x: np.ndarray, y: np.ndarray, mask: Mask, ws: Workspace) -> np.ndarray
 
 
 def difference_maps(abf: np.ndarray, ws: Workspace) -> np.ndarray:
-    """F - A and F - B (2, N, H, W) of A, B, F stacked (3, N, H, W): shared by SCD and PSNR."""
+    """F - A and F - B, shared by SCD and PSNR.
+
+    Args:
+        abf: A, B, F stacked (3, N, H, W).
+        ws: workspace for the output.
+
+    Returns:
+        (2, N, H, W).
+    """
     return np.subtract(abf[2], abf[:2], out=ws.get("differences", abf[:2].shape))
 
 
 def scd_reduce(diffs: np.ndarray, abf: np.ndarray, mask: Mask, ws: Workspace) -> np.ndarray:
-    """SCD = corr(F - B, A) + corr(F - A, B) over the mask; a constant's correlation is 0."""
+    """SCD = corr(F - B, A) + corr(F - A, B) over a mask; a constant's correlation is 0.
+
+    Args:
+        diffs: :func:`difference_maps` output (2, N, H, W).
+        abf: A, B, F stacked (3, N, H, W).
+        mask: bool (N, H, W), or None.
+        ws: workspace for the temporaries.
+
+    Returns:
+        (N,) in [-2, 2].
+    """
     return _corr(diffs[1], abf[0], mask, ws) + _corr(diffs[0], abf[1], mask, ws)
 
 
@@ -115,9 +208,17 @@ def psnr_reduce(
     peak: float | None,
     cap: float,
 ) -> np.ndarray:
-    """PSNR in dB of the mean of the two MSEs over the mask, clipped to +-cap (MSE 0 -> cap).
+    """PSNR in dB of the mean of the two MSEs over a mask, clipped to +-cap (MSE 0 -> cap).
 
-    ``peak=None`` takes the maximum of F inside the mask.
+    Args:
+        diffs: :func:`difference_maps` output (2, N, H, W).
+        f: F (N, H, W).
+        mask: bool (N, H, W), or None.
+        peak: the peak value, or None for the maximum of F inside the mask.
+        cap: the clip in dB.
+
+    Returns:
+        (N,), 0 for an empty mask.
     """
     count = pixel_count(mask, f.shape)
     sse = masked_dot(diffs[0], diffs[0], mask) + masked_dot(diffs[1], diffs[1], mask)
@@ -133,12 +234,23 @@ def psnr_reduce(
 
 
 # ------------------------------------------------------------------------------------- Q^AB/F
-def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndarray:
+def _edge_preservation(
+    sx: np.ndarray,
+    sy: np.ndarray,
+    ws: Workspace,
+    equal_strength_slip: bool = False,
+    flipped_sobel_x: bool = False,
+) -> np.ndarray:
     """Sum over S = A, B of Q^SF g_S / (Gamma_g Gamma_a), from Sobel responses (3, K) of A, B, F
     at K pixels (overwritten: the strengths g are left in sx).
 
     Q^SF = Gamma_g Gamma_a / ((1 + e^{-kg (G - Dg)}) (1 + e^{-ka (A - Da)})) with the strength
-    ratio G = min / max and the angle agreement A = 1 - |a_S - a_F| / (pi / 2).
+    ratio G = min / max and the angle agreement A = 1 - |a_S - a_F| / (pi / 2). The two
+    flags reproduce the CDDFuse evaluator (:class:`EDPSNLib.metrics.options.MetricOptions`):
+    ``equal_strength_slip``: G = g_F where g_S == g_F exactly; ``flipped_sobel_x``: s_x of
+    the opposite sign. Negating s_x negates every angle except the pi/2 given where s_x = 0,
+    and |a_S - a_F| does not change when all angles are negated: so it is the same as
+    keeping s_x and giving -pi/2 where s_x = 0, which costs nothing.
     """
     (_, kg, dg), (_, ka, da) = QABF_G, QABF_A
     angle = np.abs(sx, out=ws.get("q_angle", sx.shape))
@@ -146,7 +258,8 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(sy, sx, out=angle)
     np.arctan(angle, out=angle)
-    np.copyto(angle, math.pi / 2, where=zero)  # the convention for s_x = 0 (also 0 / 0)
+    vertical = -math.pi / 2 if flipped_sobel_x else math.pi / 2
+    np.copyto(angle, vertical, where=zero)  # the convention for s_x = 0 (also 0 / 0)
     sx *= sx
     sy *= sy
     sx += sy
@@ -156,6 +269,9 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
     hi += _TINY
     e_g = np.minimum(g_src, g_fused, out=ws.get("q_strength", g_src.shape))
     e_g /= hi  # strength ratio G = min / max
+    if equal_strength_slip:
+        equal = np.equal(g_src, g_fused, out=ws.get("q_equal", g_src.shape, bool))
+        np.copyto(e_g, np.broadcast_to(g_fused, e_g.shape), where=equal)
     e_g *= -kg
     e_g += kg * dg
     np.exp(e_g, out=e_g)
@@ -174,14 +290,28 @@ def _edge_preservation(sx: np.ndarray, sy: np.ndarray, ws: Workspace) -> np.ndar
 QabfMaps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def qabf_maps(abf: np.ndarray, ws: Workspace) -> QabfMaps:
-    """Q^AB/F of A, B, F stacked (3, N, H, W), kept at the K pixels where a source has an edge
-    (the others have no weight): their flat indices (K,), slice numbers (K,), and weights
-    (2, K): sum over S of Q^SF g_S / (Gamma_g Gamma_a), and g_A + g_B; plus whether F has an
-    edge (N, H, W), for the degenerate case. 3x3 Sobel with zero padding.
+def qabf_maps(
+    abf: np.ndarray,
+    ws: Workspace,
+    equal_strength_slip: bool = False,
+    flipped_sobel_x: bool = False,
+) -> QabfMaps:
+    """Q^AB/F weights at the K pixels where a source has an edge (the others weigh nothing).
 
-    The costly angles and sigmoids are computed at the K pixels only (about half of a head
-    slice is flat background).
+    3x3 Sobel with zero padding. The costly angles and sigmoids are computed at the K pixels
+    only (about half of a head slice is flat background).
+
+    Args:
+        abf: A, B, F stacked (3, N, H, W).
+        ws: workspace for the outputs.
+        equal_strength_slip: the CDDFuse evaluator's strength ratio g_F where g_S == g_F
+            (``MetricOptions.qabf_equal_strength_slip``).
+        flipped_sobel_x: the CDDFuse evaluator's s_x = left - right
+            (``MetricOptions.qabf_flipped_sobel_x``).
+
+    Returns:
+        (flat indices (K,), slice numbers (K,), weights (2, K): sum over S of
+        Q^SF g_S / (Gamma_g Gamma_a) and g_A + g_B, whether F has an edge (N, H, W)).
     """
     sx, sy = sobel_valid(zero_pad(abf, ws), ws)
     mag2 = np.multiply(sx, sx, out=ws.get("q_mag2", sx.shape))
@@ -195,13 +325,22 @@ def qabf_maps(abf: np.ndarray, ws: Workspace) -> QabfMaps:
     sx_k = np.take(sx.reshape(3, -1), idx, axis=1, out=ws.get("q_sx", (3, k)))
     sy_k = np.take(sy.reshape(3, -1), idx, axis=1, out=ws.get("q_sy", (3, k)))
     weights = ws.get("q_weights", (2, k))
-    weights[0] = _edge_preservation(sx_k, sy_k, ws)
+    weights[0] = _edge_preservation(sx_k, sy_k, ws, equal_strength_slip, flipped_sobel_x)
     np.add(sx_k[0], sx_k[1], out=weights[1])  # g_A + g_B (_edge_preservation left g in sx_k)
     return idx, slice_of, weights, edge
 
 
 def qabf_reduce(maps: QabfMaps, mask: Mask) -> np.ndarray:
-    """Q^AB/F over the mask; where no source has an edge: 1 if F has none either, else 0."""
+    """Q^AB/F over a mask from :func:`qabf_maps`.
+
+    Args:
+        maps: :func:`qabf_maps` output.
+        mask: bool (N, H, W), or None.
+
+    Returns:
+        (N,) in [0, 1]; where no source has an edge, 1 if F has none either, else 0; 0 for an
+        empty mask.
+    """
     idx, slice_of, weights, fused_edge = maps
     n = len(fused_edge)
     if mask is not None:

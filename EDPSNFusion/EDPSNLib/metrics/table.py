@@ -13,7 +13,20 @@ from EDPSNLib.names import METRIC_NAMES
 
 
 def metrics_csv_text(rows: list[dict[str, Any]]) -> str:
-    """CSV text with columns scope + the seven metrics (the layout of ``edpsn fuse --metrics``)."""
+    """The metrics CSV of ``edpsn fuse --metrics``: columns scope + the seven metrics, 6 decimals.
+
+    Args:
+        rows: dicts with ``scope`` (``volume``, a region, ``slice N``) and the seven metrics.
+
+    Returns:
+        The CSV text, one line per row after the header.
+
+    Example:
+        >>> row = {"scope": "volume", **dict.fromkeys(METRIC_NAMES, 1.0)}
+        >>> print(metrics_csv_text([row]), end="")
+        scope,EN,SD,SCD,Qabf,VIF,PSNR,SSIM
+        volume,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["scope", *METRIC_NAMES])
@@ -23,7 +36,25 @@ def metrics_csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Rows (scope + seven floats, NaN kept) of a metrics CSV from ``edpsn fuse`` or scoring."""
+    """The rows of a metrics CSV from ``edpsn fuse`` or scoring (NaN kept).
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        ``[{"scope": str, metric: float, ...}]`` in file order.
+
+    Raises:
+        InputError: an unreadable file or missing columns.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "m.csv"
+        ...     _ = path.write_text(metrics_csv_text([{"scope": "slice 3", **dict.fromkeys(METRIC_NAMES, 2)}]))
+        ...     read_metrics_csv(path)[0]["PSNR"]
+        2.0
+    """
     try:
         with Path(path).open(newline="") as f:
             return [
@@ -35,7 +66,20 @@ def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def slice_series(rows: list[dict[str, Any]]) -> tuple[list[int], dict[str, list[float]]]:
-    """The "slice N" rows as plot data: (slice indices, {metric: values})."""
+    """The ``slice N`` rows as plot data.
+
+    Args:
+        rows: rows as :func:`read_metrics_csv` returns them.
+
+    Returns:
+        (slice indices, ``{metric: values}``) in row order.
+
+    Example:
+        >>> rows = [{"scope": s, **dict.fromkeys(METRIC_NAMES, 1.0)} for s in ("volume", "slice 4")]
+        >>> x, series = slice_series(rows)
+        >>> x, series["EN"]
+        ([4], [1.0])
+    """
     slices = [r for r in rows if str(r["scope"]).startswith("slice ")]
     x = [int(str(r["scope"]).split()[1]) for r in slices]
     return x, {k: [float(r[k]) for r in slices] for k in METRIC_NAMES}

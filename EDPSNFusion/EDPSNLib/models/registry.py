@@ -36,7 +36,16 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One weights file of the registry, as its sidecar describes it (``problem`` if unusable)."""
+    """One weights file of the registry, as its sidecar describes it.
+
+    Built by :func:`list_models` and :func:`find_model`; ``problem`` says why an unusable file
+    cannot be used (the listing never raises for a bad file).
+
+    Example:
+        >>> entry = ModelEntry("my_ct", "user", Path("my_ct.safetensors"), pair="MRI-CT")
+        >>> entry.valid, entry.to_dict()["path"]
+        (True, 'my_ct.safetensors')
+    """
 
     name: str
     source: str  # "default" (shipped, Resources/Models) or "user"
@@ -63,18 +72,60 @@ class ModelEntry:
 
 
 def default_name(pair: str) -> str:
-    """Name of the shipped default weights of a pair, e.g. ``EDPSN_MRI-PET``; a training run
-    names its best weights the same way (``<out>/EDPSN_<pair>.safetensors``)."""
+    """The name of the shipped default weights of a pair (a training run names its best weights
+    the same way, ``<out>/EDPSN_<pair>.safetensors``).
+
+    Args:
+        pair: the modality pair.
+
+    Returns:
+        ``EDPSN_<pair>``.
+
+    Example:
+        >>> default_name("MRI-SPECT")
+        'EDPSN_MRI-SPECT'
+    """
     return f"EDPSN_{pair}"
 
 
 def weights_file(folder: str | os.PathLike, pair: str) -> Path:
-    """``<folder>/EDPSN_<pair>.safetensors``: the defaults folder, or a training run's."""
+    """The weights file of a pair in a folder: the defaults folder, or a training run's.
+
+    Args:
+        folder: the folder.
+        pair: the modality pair.
+
+    Returns:
+        ``<folder>/EDPSN_<pair>.safetensors``.
+
+    Example:
+        >>> weights_file("runs/ct", "MRI-CT").as_posix()
+        'runs/ct/EDPSN_MRI-CT.safetensors'
+    """
     return Path(folder) / f"{default_name(pair)}{WEIGHTS_SUFFIX}"
 
 
 def check_name(name: str) -> str:
-    """A model name (``.safetensors`` stripped) that is a safe, portable file name, else raise."""
+    """A model name that is a safe, portable file name (``.safetensors`` stripped).
+
+    Args:
+        name: the name given by the user.
+
+    Returns:
+        The name without the suffix.
+
+    Raises:
+        InputError: path separators, a leading dot, over 100 characters or a name Windows
+            refuses (``CON``, ``COM1``, ...).
+
+    Example:
+        >>> check_name("scanner_b.v2.safetensors")
+        'scanner_b.v2'
+        >>> check_name("../x")
+        Traceback (most recent call last):
+        ...
+        EDPSNLib.errors.InputError: '../x' is not a usable model name: ...
+    """
     name = name[: -len(WEIGHTS_SUFFIX)] if name.endswith(WEIGHTS_SUFFIX) else name
     if (
         not _SAFE_NAME.fullmatch(name)
@@ -148,9 +199,22 @@ def _scan(folder: Path, source: str) -> list[ModelEntry]:
 def list_models(
     pair: str | None = None, user_dir: str | os.PathLike | None = None
 ) -> list[ModelEntry]:
-    """Defaults first (always, a missing one with its problem), then user models, by name.
+    """Every model of the registry: the defaults first (a missing one with its problem), then the
+    user's, by name. Never imports torch, never raises for a bad file.
 
-    With ``pair``, only models of that pair and those whose pair cannot be read are kept.
+    Args:
+        pair: keep only models of this pair and those whose pair cannot be read; None: all.
+        user_dir: the user models folder (default ``$EDPSN_MODELS`` or ``~/.edpsn/models``).
+
+    Returns:
+        The entries, with ``shadowed`` / ``shadows_default`` set where a user model has a
+        default's name.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     [(e.name, e.source, e.valid) for e in list_models("MRI-PET", user_dir=empty)]
+        [('EDPSN_MRI-PET', 'default', True)]
     """
     defaults = _scan(default_models_dir(), "default")
     present = {e.name for e in defaults}
@@ -177,8 +241,25 @@ def list_models(
 def find_model(
     name: str, pair: str | None = None, user_dir: str | os.PathLike | None = None
 ) -> ModelEntry:
-    """The model called ``name``: the user folder first, then the defaults; else a
-    :class:`WeightsError` listing the usable names (for ``pair`` when given)."""
+    """The model called ``name``: the user folder first, then the defaults.
+
+    Args:
+        name: the registry name.
+        pair: restricts the names listed in the error message.
+        user_dir: the user models folder.
+
+    Returns:
+        Its entry (check ``valid`` before use).
+
+    Raises:
+        WeightsError: no model of that name; the message lists the usable names.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     find_model("EDPSN_MRI-CT", user_dir=empty).source
+        'default'
+    """
     try:
         stem = check_name(name)
     except InputError:
@@ -206,11 +287,33 @@ def install_model(
     user_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Check a weights file fully (sidecar, sha256, architecture, tensors), then copy it and its
-    sidecar into the user folder as ``name``; returns the installed weights path.
+    """Check a weights file fully, then copy it and its sidecar into the user folder as ``name``.
 
-    Both are written to temporary files first; the weights are renamed into place before the
+    Sidecar, sha256, architecture and tensor shapes are checked (the network is rebuilt). Both
+    files are written to temporary files first; the weights are renamed into place before the
     sidecar, so an interrupted install is never listed as valid (its sha256 cannot match).
+
+    Args:
+        weights_path: a ``.safetensors`` file with its ``.json`` sidecar beside it.
+        name: the registry name (default: the file's stem; a default's name must be given
+            explicitly, and then hides that default from name lookups).
+        user_dir: the user models folder.
+        overwrite: replace a user model of that name.
+
+    Returns:
+        The installed weights path.
+
+    Raises:
+        InputError: not a weights file, a bad or taken name. WeightsError: a file that fails
+            the checks.
+
+    Example:
+        >>> import tempfile
+        >>> from EDPSNLib.models.lookup import default_weights_path
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = install_model(default_weights_path("MRI-CT"), "my_ct", user_dir=folder)
+        ...     path.name, find_model("my_ct", user_dir=folder).valid
+        ('my_ct.safetensors', True)
     """
     from EDPSNLib.models.weights import json_safe, load_weights
 
@@ -259,8 +362,26 @@ def install_model(
 
 
 def remove_model(name: str, user_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Delete a user model's weights and sidecar (weights first: no half model is listed);
-    returns the removed files. Defaults cannot be removed."""
+    """Delete a user model's weights and sidecar (the weights first: no half model is listed).
+
+    Args:
+        name: the registry name.
+        user_dir: the user models folder.
+
+    Returns:
+        The removed files.
+
+    Raises:
+        InputError: no user model of that name, or a shipped default (those cannot be removed).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     remove_model("EDPSN_MRI-CT", user_dir=empty)
+        Traceback (most recent call last):
+        ...
+        EDPSNLib.errors.InputError: 'EDPSN_MRI-CT' is a shipped default model (...); defaults cannot be removed. Only models in the user folder can.
+    """
     stem = check_name(name)
     folder = user_models_dir(user_dir)
     files = [
@@ -279,7 +400,21 @@ def remove_model(name: str, user_dir: str | os.PathLike | None = None) -> list[P
 
 
 def read_sidecar(entry: ModelEntry) -> dict[str, Any]:
-    """The full sidecar metadata of an entry (``edpsn models show``); raise if unreadable."""
+    """The full sidecar metadata of an entry (``edpsn models show``).
+
+    Args:
+        entry: a registry entry.
+
+    Returns:
+        The sidecar as a dict.
+
+    Raises:
+        WeightsError: a missing or unreadable sidecar, or one that is not a JSON object.
+
+    Example:
+        >>> read_sidecar(find_model("EDPSN_MRI-PET", user_dir="/nonexistent"))["pair"]
+        'MRI-PET'
+    """
     side = entry.path.with_suffix(".json")
     try:
         meta = json.loads(side.read_text())

@@ -27,7 +27,18 @@ SIDECAR_FORMAT = "edpsn-weights/1"
 
 
 def sidecar_path(path: str | Path) -> Path:
-    """The JSON sidecar beside a weights file: ``x.safetensors`` -> ``x.json``."""
+    """The JSON sidecar beside a weights file.
+
+    Args:
+        path: ``x.safetensors``.
+
+    Returns:
+        ``x.json``.
+
+    Example:
+        >>> sidecar_path("runs/EDPSN_MRI-CT.safetensors").as_posix()
+        'runs/EDPSN_MRI-CT.json'
+    """
     return Path(path).with_suffix(".json")
 
 
@@ -36,7 +47,18 @@ def _sha256(data: bytes) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Recursively turn tuples into lists and NaN/inf floats into None (strict JSON)."""
+    """A value made strict-JSON-able: tuples become lists, NaN and infinite floats None.
+
+    Args:
+        value: nested dicts, lists, tuples and scalars.
+
+    Returns:
+        The same structure (dict keys as strings).
+
+    Example:
+        >>> json_safe({"a": (1, float("nan")), 2: float("inf")})
+        {'a': [1, None], '2': None}
+    """
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -58,11 +80,32 @@ def _model_config(model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
 def save_weights(
     path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model``'s weights as safetensors plus the JSON sidecar, both atomically.
+    """Write a model's weights as safetensors plus the JSON sidecar, both atomically.
 
     ``metadata`` (pair, data, split, epochs, metrics, perceptual, command, time_s, ...) is
     stored as given; ``format``, ``architecture``, ``config``, ``sha256``, ``file`` and ``date``
-    (if absent) are filled in here. Returns the weights path.
+    (if absent) are filled in here.
+
+    Args:
+        path: the weights file, ending in ``.safetensors``.
+        model: an :class:`EDPSNLib.network.model.EDPSN` (or a module with the metadata's
+            ``config``).
+        metadata: what to store in the sidecar.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        WeightsError: a name without ``.safetensors``, or no config to store.
+
+    Example:
+        >>> import tempfile
+        >>> from EDPSNLib.network.model import EDPSN
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_weights(Path(folder) / "w.safetensors", EDPSN(), {"pair": "MRI-CT"})
+        ...     model, meta = load_weights(path, expected_pair="MRI-CT")
+        ...     meta["architecture"], model.training
+        ('edpsn-v1', False)
     """
     from safetensors.torch import save as st_save
 
@@ -91,7 +134,22 @@ def save_weights(
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The sidecar of a weights file as a dict (no tensor is read)."""
+    """The sidecar of a weights file as a dict (no tensor is read).
+
+    Args:
+        path: the weights file.
+
+    Returns:
+        The sidecar's JSON object.
+
+    Raises:
+        WeightsError: a missing or unreadable sidecar, or one that is not a JSON object.
+
+    Example:
+        >>> from EDPSNLib.models.lookup import default_weights_path
+        >>> read_metadata(default_weights_path("MRI-SPECT"))["pair"]
+        'MRI-SPECT'
+    """
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file():
@@ -111,7 +169,22 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def check_metadata(meta: dict[str, Any], path: Path, expected_pair: str | None = None) -> None:
-    """Refuse weights of another architecture or modality pair, with what to use instead."""
+    """Refuse weights of another architecture or modality pair, saying what to use instead.
+
+    Args:
+        meta: a sidecar (:func:`read_metadata`).
+        path: the weights file (for the message).
+        expected_pair: the pair the caller fuses, or None for any.
+
+    Returns:
+        None; raises :class:`WeightsError` on a mismatch.
+
+    Example:
+        >>> check_metadata({"architecture": "edpsn-v1", "pair": "MRI-CT"}, Path("w.safetensors"), "MRI-PET")
+        Traceback (most recent call last):
+        ...
+        EDPSNLib.errors.WeightsError: w.safetensors was trained for 'MRI-CT', not 'MRI-PET'; ...
+    """
     arch = meta.get("architecture")
     if arch != ARCHITECTURE:
         raise WeightsError(
@@ -130,7 +203,24 @@ def load_weights(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the EDPSN network from a weights file, after checking sidecar, sha256 and shapes.
 
-    Returns ``(model in eval mode on device, metadata)``; any problem raises :class:`WeightsError`.
+    Loading never unpickles (safetensors).
+
+    Args:
+        path: the weights file.
+        expected_pair: refuse weights of another modality pair; None accepts any.
+        device: where to put the model.
+
+    Returns:
+        (model in eval mode on ``device``, sidecar metadata).
+
+    Raises:
+        WeightsError: any problem, with what to do.
+
+    Example:
+        >>> from EDPSNLib.models.lookup import default_weights_path
+        >>> model, meta = load_weights(default_weights_path("MRI-PET"), expected_pair="MRI-PET")
+        >>> type(model).__name__, meta["pair"]
+        ('EDPSN', 'MRI-PET')
     """
     from safetensors.torch import load as st_load
 

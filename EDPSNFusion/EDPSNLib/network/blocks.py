@@ -18,7 +18,18 @@ from torch import nn
 
 
 class MultiScaleFusionBlock(nn.Module):
-    """MFB: parallel dilated 3x3 branches, concatenated, 1x1 merge, residual; (B,C,H,W) -> same."""
+    """MFB: parallel dilated 3x3 branches, concatenated, 1x1 merge, residual; keeps the shape.
+
+    Args:
+        channels: input and output width C.
+        branch_channels: width of each branch.
+        dilations: one 3x3 branch per dilation (receptive fields 3, 5, 7 for 1, 2, 3).
+        negative_slope: LeakyReLU slope after the branches.
+
+    Example:
+        >>> MultiScaleFusionBlock(8, 4)(torch.zeros(1, 8, 6, 6)).shape
+        torch.Size([1, 8, 6, 6])
+    """
 
     def __init__(
         self,
@@ -40,7 +51,16 @@ class MultiScaleFusionBlock(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation: per-channel gates in (0, 1) from the global average of x."""
+    """Squeeze-and-excitation: per-channel gates in (0, 1) from the global average of x.
+
+    Args:
+        channels: width C.
+        reduction: the hidden width is C // reduction (at least 1).
+
+    Example:
+        >>> ChannelAttention(8)(torch.ones(2, 8, 3, 3)).shape
+        torch.Size([2, 8, 3, 3])
+    """
 
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
@@ -58,7 +78,21 @@ class ChannelAttention(nn.Module):
 
 
 class AdaptiveFusionModule(nn.Module):
-    """AFM: ``depth`` MFBs then optional channel attention; one path of the DPS stage."""
+    """AFM: ``depth`` MFBs, LeakyReLU, then optional channel attention; one path of the DPS stage.
+
+    Args:
+        channels: input and output width C.
+        depth: number of MFBs.
+        branch_channels: width of each MFB branch.
+        dilations: the MFB branches' dilations.
+        negative_slope: LeakyReLU slope.
+        attention: close the path with :class:`ChannelAttention`.
+        reduction: the attention's reduction.
+
+    Example:
+        >>> AdaptiveFusionModule(8, depth=2, branch_channels=4)(torch.zeros(1, 8, 5, 5)).shape
+        torch.Size([1, 8, 5, 5])
+    """
 
     def __init__(
         self,
@@ -86,7 +120,16 @@ class AdaptiveFusionModule(nn.Module):
 
 
 class ShallowExtractor(nn.Module):
-    """Shallow features of the stacked (MRI, functional Y) pair: (B, 2, H, W) -> (B, C, H, W)."""
+    """Shallow features of the stacked (MRI, functional Y) pair: (B, 2, H, W) -> (B, C, H, W).
+
+    Args:
+        channels: output width C.
+        negative_slope: LeakyReLU slope.
+
+    Example:
+        >>> ShallowExtractor(16)(torch.zeros(1, 2, 7, 9)).shape
+        torch.Size([1, 16, 7, 9])
+    """
 
     def __init__(self, channels: int, negative_slope: float = 0.1) -> None:
         super().__init__()
@@ -110,6 +153,19 @@ class FusionHead(nn.Module):
     detail. The correction is relative to the local signal so that black background (both
     inputs 0) stays exactly black: an absolute one left a grey veil there that costs SSIM.
     ``direct``: fused = sigmoid(conv(features)).
+
+    Args:
+        channels: width of the features.
+        hidden: width of the hidden 3x3 layer.
+        mode: ``blend`` or ``direct``.
+        residual_scale: the blend correction's scale.
+        negative_slope: LeakyReLU slope.
+
+    Example:
+        >>> head = FusionHead(8, 4)
+        >>> fused, w = head(torch.zeros(1, 8, 4, 4), torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+        >>> fused.abs().max().item(), w.shape  # black inputs stay black
+        (0.0, torch.Size([1, 1, 4, 4]))
     """
 
     def __init__(
@@ -137,7 +193,17 @@ class FusionHead(nn.Module):
     def forward(
         self, features: torch.Tensor, mri: torch.Tensor, func_y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Fused (B, 1, H, W) (float32, or float64 for a double model) and w (None for ``direct``)."""
+        """The fused luminance and, for ``blend``, the MRI's per-pixel share w.
+
+        Args:
+            features: (B, C, H, W) fused deep features.
+            mri: (B, 1, H, W) on [0, 1].
+            func_y: (B, 1, H, W) functional luminance on [0, 1].
+
+        Returns:
+            (fused (B, 1, H, W) float32, or float64 for a double model; w (B, 1, H, W) or None for
+            ``direct``).
+        """
         raw = self.out(self.hidden(features))
         dtype = torch.promote_types(raw.dtype, torch.float32)  # float32 out of autocast
         raw = raw.to(dtype)

@@ -23,7 +23,19 @@ _HEADS = ("blend", "direct")
 
 @dataclass
 class EDPSNConfig:
-    """All settings of :class:`EDPSNLib.network.model.EDPSN`; defaults are the shipped network."""
+    """All settings of :class:`EDPSNLib.network.model.EDPSN`; the defaults are the shipped network.
+
+    Checked on creation: a bad value raises :class:`EDPSNLib.errors.InputError` naming every
+    problem. Stored with the weights as :meth:`to_dict`.
+
+    Example:
+        >>> EDPSNConfig().path_depths
+        (1, 2, 3)
+        >>> EDPSNConfig(head="sum")
+        Traceback (most recent call last):
+        ...
+        EDPSNLib.errors.InputError: Invalid EDPSN config: head must be one of ('blend', 'direct'), got 'sum'.
+    """
 
     # Ablation switches (paper section "ablation"): EEM, ED and DPS can each be turned off.
     use_eem: bool = True  # off: the functional image enters unchanged
@@ -73,7 +85,15 @@ class EDPSNConfig:
             raise InputError("Invalid EDPSN config: " + "; ".join(problems) + ".")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (tuples become lists) with every field."""
+        """Every field as a JSON-able dict (tuples become lists).
+
+        Returns:
+            ``{field: value}``.
+
+        Example:
+            >>> EDPSNConfig().to_dict()["dilations"]
+            [1, 2, 3]
+        """
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -82,7 +102,21 @@ class EDPSNConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EDPSNConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError` (other version)."""
+        """Inverse of :meth:`to_dict`.
+
+        Args:
+            data: ``{field: value}``; missing fields take their defaults.
+
+        Returns:
+            The checked config.
+
+        Raises:
+            InputError: for unknown keys (settings of another network version) or bad values.
+
+        Example:
+            >>> EDPSNConfig.from_dict(EDPSNConfig(channels=8).to_dict()).channels
+            8
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -39,11 +39,20 @@ def _check(image: torch.Tensor, channels: tuple[int, ...], name: str) -> None:
 
 
 def rgb_to_hsi(image: torch.Tensor) -> torch.Tensor:
-    """RGB (B, 3, H, W) on [0, 1] to HSI (B, 3, H, W): hue as a fraction of a turn, S, I on [0, 1].
+    """RGB to HSI (Gonzalez & Woods), differentiable and NaN-free at black and grey pixels.
+
+    Args:
+        image: (B, 3, H, W) on [0, 1].
+
+    Returns:
+        (B, 3, H, W): hue as a fraction of a turn, saturation and intensity on [0, 1] (hue and
+        saturation 0 where they are undefined).
 
     Example:
         >>> rgb_to_hsi(torch.rand(1, 3, 4, 4)).shape
         torch.Size([1, 3, 4, 4])
+        >>> rgb_to_hsi(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)).flatten().tolist()
+        [0.0, 1.0, 0.3333333432674408]
     """
     _check(image, (3,), "rgb_to_hsi")
     r, g, b = image[:, 0:1], image[:, 1:2], image[:, 2:3]
@@ -64,7 +73,19 @@ def rgb_to_hsi(image: torch.Tensor) -> torch.Tensor:
 
 
 def hsi_to_rgb(image: torch.Tensor) -> torch.Tensor:
-    """HSI (B, 3, H, W) as given by :func:`rgb_to_hsi` back to RGB (B, 3, H, W), not clamped."""
+    """HSI as given by :func:`rgb_to_hsi` back to RGB (not clamped).
+
+    Args:
+        image: (B, 3, H, W) hue (fraction of a turn), saturation, intensity.
+
+    Returns:
+        (B, 3, H, W) RGB.
+
+    Example:
+        >>> rgb = torch.tensor([0.8, 0.3, 0.1]).view(1, 3, 1, 1)
+        >>> torch.allclose(hsi_to_rgb(rgb_to_hsi(rgb)), rgb, atol=1e-6)
+        True
+    """
     _check(image, (3,), "hsi_to_rgb")
     hue, sat, inten = image[:, 0:1], image[:, 1:2], image[:, 2:3]
     angle = torch.remainder(hue * _TWO_PI, _TWO_PI)
@@ -82,11 +103,21 @@ def hsi_to_rgb(image: torch.Tensor) -> torch.Tensor:
 
 
 def central_concentration_gradient(intensity: torch.Tensor) -> torch.Tensor:
-    """CCG (B, 1, H, W): mean over the 8 neighbours of max(centre - neighbour, 0), replicate padded.
+    """CCG: the mean over the 8 neighbours of max(centre - neighbour, 0), replicate padding.
+
+    Args:
+        intensity: (B, 1, H, W).
+
+    Returns:
+        (B, 1, H, W) >= 0: 0 on flat regions and on the dark side of an edge.
 
     Example:
         >>> central_concentration_gradient(torch.ones(1, 1, 5, 5)).abs().max().item()
         0.0
+        >>> dot = torch.zeros(1, 1, 3, 3)
+        >>> dot[..., 1, 1] = 1.0  # a bright pixel stands 1 above all 8 neighbours
+        >>> central_concentration_gradient(dot)[0, 0].tolist()
+        [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
     """
     _check(intensity, (1,), "central_concentration_gradient")
     h, w = intensity.shape[-2:]
@@ -101,9 +132,22 @@ def central_concentration_gradient(intensity: torch.Tensor) -> torch.Tensor:
 
 
 def edge_enhance(image: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
-    """EEM on a functional image (B, C, H, W), C = 1 (grey) or 3 (RGB); clamped to [0, 1].
+    """EEM: I' = I + weight * CCG(I) on the HSI intensity of a functional image, clamped to [0, 1].
 
-    ``weight`` = 0 returns the input unchanged.
+    Hue and saturation are kept; a grey image (CT) gets the same on its values.
+
+    Args:
+        image: (B, 1, H, W) grey or (B, 3, H, W) RGB on [0, 1].
+        weight: strength of the CCG term; 0 returns the input unchanged.
+
+    Returns:
+        (B, C, H, W) on [0, 1].
+
+    Example:
+        >>> dot = torch.zeros(1, 1, 3, 3)
+        >>> dot[..., 1, 1] = 0.5
+        >>> edge_enhance(dot, weight=0.5)[0, 0, 1].tolist()
+        [0.0, 0.75, 0.0]
     """
     _check(image, (1, 3), "edge_enhance")
     if weight == 0:
@@ -118,7 +162,15 @@ def edge_enhance(image: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
 
 
 class EdgeEnhancement(nn.Module):
-    """Module wrapper of :func:`edge_enhance` with a fixed weight (no parameters)."""
+    """Module wrapper of :func:`edge_enhance` with a fixed weight (no parameters).
+
+    Args:
+        weight: strength of the CCG term.
+
+    Example:
+        >>> EdgeEnhancement(0.5)(torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([2, 3, 4, 4])
+    """
 
     def __init__(self, weight: float = 0.5) -> None:
         super().__init__()

@@ -53,17 +53,43 @@ def _box3(x: torch.Tensor) -> torch.Tensor:
 
 
 def quantize(image: torch.Tensor, levels: int = 16) -> torch.Tensor:
-    """Image on [0, 1] (B, 1, H, W) to integer grey levels 0..levels-1 (int64)."""
+    """Grey levels 0..levels-1 of an image on [0, 1]: min(floor(x * levels), levels - 1).
+
+    Args:
+        image: (B, 1, H, W) on [0, 1], any float dtype.
+        levels: number of grey levels.
+
+    Returns:
+        int64 levels of the same shape.
+
+    Example:
+        >>> quantize(torch.tensor([[[[0.0, 0.5, 0.99, 1.0]]]])).tolist()
+        [[[[0, 8, 15, 15]]]]
+    """
     return torch.clamp(torch.floor(image.float() * levels), 0, levels - 1).long()
 
 
 @torch.no_grad()
 def local_entropy(image: torch.Tensor, levels: int = 16) -> torch.Tensor:
-    """Entropy in bits of each pixel's 3x3 neighbourhood (B, 1, H, W) float32, after quantising.
+    """Entropy in bits of each pixel's 3x3 neighbourhood of quantised grey levels.
+
+    Only pixels inside the image count (border windows hold 6, corner windows 4), as
+    ``skimage.filters.rank.entropy``; computed in float32 outside autocast, without gradient.
+
+    Args:
+        image: grey batch (B, 1, H, W) on [0, 1].
+        levels: grey levels of :func:`quantize` (16: flat tissue low, edges high).
+
+    Returns:
+        float32 (B, 1, H, W), 0 (flat) to log2(9) bits.
 
     Example:
         >>> local_entropy(torch.full((1, 1, 8, 8), 0.3)).abs().max().item()
         0.0
+        >>> halves = torch.zeros(1, 1, 4, 4)
+        >>> halves[..., 2:] = 1.0  # two levels, 6 + 3 pixels in the middle windows
+        >>> [round(v, 4) for v in local_entropy(halves)[0, 0, 1].tolist()]
+        [0.0, 0.9183, 0.9183, 0.0]
     """
     _check_grey(image, "local_entropy")
     with torch.autocast(image.device.type, enabled=False):
@@ -89,11 +115,23 @@ def _bin_index(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def multiotsu_from_histogram(prob: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Best 3-class split (B, 2) int64 of histograms ``prob`` (B, n) with bin ``values`` (B|1, n).
+    """Best 3-class split of histograms: the bin pair (i, j) of largest between-class variance.
 
-    Class 0 = bins ``<= i``, class 1 = ``(i, j]``, class 2 = ``> j``; maximises the between-class
-    variance over every pair i < j at once (n = 64 gives a (B, 64, 64) table). Exact ties (empty
-    bins between values) go to the first pair in (i, j) order, as in skimage.
+    Class 0 = bins ``<= i``, class 1 = ``(i, j]``, class 2 = ``> j``; every pair i < j is scored
+    at once (n = 64 gives a (B, 64, 64) table). Exact ties (empty bins between values) go to
+    the first pair in (i, j) order, as in skimage.
+
+    Args:
+        prob: histograms (B, n), each summing to 1.
+        values: the value of each bin (B, n) or (1, n).
+
+    Returns:
+        int64 (B, 2): the last bin of class 0 and of class 1.
+
+    Example:
+        >>> prob = torch.tensor([[0.3, 0.0, 0.3, 0.0, 0.4]])
+        >>> multiotsu_from_histogram(prob, torch.arange(5.0)[None]).tolist()
+        [[0, 2]]
     """
     prob = prob.double()
     values = values.double().expand_as(prob)
@@ -119,13 +157,25 @@ def multiotsu_from_histogram(prob: torch.Tensor, values: torch.Tensor) -> torch.
 
 @torch.no_grad()
 def multiotsu_thresholds(image: torch.Tensor, bins: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """3-class multi-Otsu per image of (B, 1, H, W): (threshold values (B, 2), bin indices (B, 2)).
+    """3-class multi-Otsu thresholds of each image of a batch.
 
-    Histogram of ``bins`` bins over the image's [min, max] with bin centres as values (the
-    textbook form; skimage <= 0.26 weights bin 0 as if its value were bin 1's, scikit-image
-    PR 6596/8252, which moves the low threshold when bin 0 is heavy, as with a black
-    background). The values returned are the upper edges of the bins ``idx``. A constant
-    image gives idx = (bins-1, bins-1): everything is low.
+    The histogram has ``bins`` bins over the image's [min, max], bin centres as values (the
+    textbook form; skimage <= 0.26 weights bin 0 as if its value were bin 1's, scikit-image PR
+    6596/8252, which moves the low threshold when bin 0 is heavy, as with a black background).
+
+    Args:
+        image: grey batch (B, 1, H, W).
+        bins: histogram bins.
+
+    Returns:
+        (thresholds, idx): float32 (B, 2) upper edges of the bins ``idx``, int64 (B, 2). A
+        constant image gives idx = (bins-1, bins-1): everything is low.
+
+    Example:
+        >>> image = torch.tensor([0.0, 0.0, 0.5, 0.5, 1.0, 1.0]).view(1, 1, 2, 3)
+        >>> thresholds, idx = multiotsu_thresholds(image, bins=4)
+        >>> thresholds.tolist(), idx.tolist()
+        ([[0.25, 0.75]], [[0, 2]])
     """
     _check_grey(image, "multiotsu_thresholds")
     values = image.flatten(1).double()
@@ -142,7 +192,20 @@ def multiotsu_thresholds(image: torch.Tensor, bins: int = 64) -> tuple[torch.Ten
 
 @torch.no_grad()
 def entropy_regions(image: torch.Tensor, levels: int = 16, bins: int = 64) -> torch.Tensor:
-    """Labels (B, 1, H, W) int64, 0 = low, 1 = mid, 2 = high local entropy (multi-Otsu per image)."""
+    """Low / mid / high local-entropy labels of each image (3-class multi-Otsu per image).
+
+    Args:
+        image: grey batch (B, 1, H, W) on [0, 1].
+        levels: grey levels of :func:`local_entropy`.
+        bins: histogram bins of :func:`multiotsu_thresholds`.
+
+    Returns:
+        int64 (B, 1, H, W): 0 = low, 1 = mid, 2 = high.
+
+    Example:
+        >>> entropy_regions(torch.full((2, 1, 8, 8), 0.5)).unique().tolist()  # flat: all low
+        [0]
+    """
     _check_grey(image, "entropy_regions")
     ent = local_entropy(image, levels)
     values = ent.flatten(1).double()
@@ -153,7 +216,18 @@ def entropy_regions(image: torch.Tensor, levels: int = 16, bins: int = 64) -> to
 
 
 def region_masks(labels: torch.Tensor) -> torch.Tensor:
-    """Labels (B, 1, H, W) to one-hot float masks (B, 3, H, W) (low, mid, high)."""
+    """Region labels to one-hot float masks (low, mid, high).
+
+    Args:
+        labels: (B, 1, H, W) with values 0, 1, 2 (as :func:`entropy_regions` gives them).
+
+    Returns:
+        float32 (B, 3, H, W), one channel per region.
+
+    Example:
+        >>> region_masks(torch.tensor([[[[0, 2]]]]))[0, :, 0].tolist()
+        [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    """
     _check_grey(labels, "region_masks")
     if labels.numel() and (labels.min() < 0 or labels.max() > 2):
         raise InputError(
@@ -166,7 +240,21 @@ def region_masks(labels: torch.Tensor) -> torch.Tensor:
 def entropy_source_image(
     mri: torch.Tensor, func_y: torch.Tensor, source: str = "max"
 ) -> torch.Tensor:
-    """The grey image whose local entropy divides the pair: max (default), mean, mri or func."""
+    """The grey image whose local entropy divides the pair.
+
+    Args:
+        mri: (B, 1, H, W) on [0, 1].
+        func_y: the functional image's luminance, (B, 1, H, W) on [0, 1].
+        source: ``max`` (default: what a max-rule fusion shows), ``mean``, ``mri`` or ``func``.
+
+    Returns:
+        (B, 1, H, W).
+
+    Example:
+        >>> mri, func = torch.zeros(1, 1, 1, 2), torch.tensor([[[[0.2, 0.0]]]])
+        >>> entropy_source_image(mri, func).tolist()
+        [[[[0.20000000298023224, 0.0]]]]
+    """
     _check_grey(mri, "entropy_source_image (mri)")
     _check_grey(func_y, "entropy_source_image (func_y)")
     if source == "max":
@@ -184,6 +272,21 @@ def entropy_source_image(
 def region_map(
     mri: torch.Tensor, func_y: torch.Tensor, levels: int = 16, bins: int = 64, source: str = "max"
 ) -> torch.Tensor:
-    """Entropy region labels (B, 1, H, W) int64 of an MRI / functional-luminance pair (0/1/2)."""
+    """Entropy region labels of an MRI / functional-luminance pair (ED of the network).
+
+    Args:
+        mri: (B, 1, H, W) on [0, 1].
+        func_y: the functional luminance, (B, 1, H, W) on [0, 1].
+        levels: grey levels of :func:`local_entropy`.
+        bins: histogram bins of :func:`multiotsu_thresholds`.
+        source: see :func:`entropy_source_image`.
+
+    Returns:
+        int64 (B, 1, H, W): 0 = low, 1 = mid, 2 = high.
+
+    Example:
+        >>> region_map(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)).shape
+        torch.Size([1, 1, 8, 8])
+    """
     image = entropy_source_image(mri.float(), func_y.float(), source)
     return entropy_regions(image, levels, bins)

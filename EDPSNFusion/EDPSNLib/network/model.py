@@ -50,7 +50,20 @@ def _check_pair(mri: torch.Tensor, other: torch.Tensor, name: str) -> None:
 
 
 class EDPSN(nn.Module):
-    """The fusion network: (MRI, functional image) -> fused image on [0, 1]."""
+    """The fusion network: (MRI, functional image) -> fused image on [0, 1].
+
+    Any image size works (every layer keeps H x W); see the module docstring for the data flow.
+
+    Args:
+        config: the settings (default: the shipped network, :class:`EDPSNConfig`).
+
+    Example:
+        >>> model = EDPSN().eval()
+        >>> with torch.no_grad():
+        ...     fused = model(torch.zeros(1, 1, 16, 16), torch.zeros(1, 3, 16, 16))
+        >>> fused.shape, fused.abs().max().item()  # black in, black out
+        (torch.Size([1, 3, 16, 16]), 0.0)
+    """
 
     architecture = ARCHITECTURE
 
@@ -81,7 +94,14 @@ class EDPSN(nn.Module):
         )
 
     def preprocess_functional(self, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """EEM, then (enhanced Y (B, 1, H, W), CbCr (B, 2, H, W)) for RGB or (image, None) for grey."""
+        """EEM (when on), then the enhanced luminance and chroma of the functional image.
+
+        Args:
+            func: (B, 1, H, W) grey or (B, 3, H, W) RGB on [0, 1].
+
+        Returns:
+            (Y (B, 1, H, W), CbCr (B, 2, H, W)) for RGB, (image, None) for grey; float32.
+        """
         _check_image(func, "functional image", (1, 3))
         with torch.autocast(func.device.type, enabled=False):
             func = func.float()
@@ -93,7 +113,15 @@ class EDPSN(nn.Module):
             return ycc[:, :1], ycc[:, 1:]
 
     def regions(self, mri: torch.Tensor, func_y: torch.Tensor) -> torch.Tensor:
-        """Entropy region labels (B, 1, H, W) int64 (0 low, 1 mid, 2 high) with this config."""
+        """Entropy region labels of a pair with this config's ED settings.
+
+        Args:
+            mri: (B, 1, H, W) on [0, 1].
+            func_y: (B, 1, H, W) functional luminance on [0, 1].
+
+        Returns:
+            int64 (B, 1, H, W): 0 low, 1 mid, 2 high.
+        """
         cfg = self.config
         return region_map(mri, func_y, cfg.entropy_levels, cfg.otsu_bins, cfg.entropy_source)
 
@@ -111,12 +139,18 @@ class EDPSN(nn.Module):
     def fuse_luma(
         self, mri: torch.Tensor, func_y: torch.Tensor, regions: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Fuse MRI (B, 1, H, W) with the (enhanced) functional luminance (B, 1, H, W).
+        """Fuse the MRI with the (enhanced) functional luminance.
 
-        Returns "fused" (B, 1, H, W) float32 on [0, 1], "features" (B, C, H, W) (fused deep
-        features before the head), "regions" (B, 1, H, W) int64, and "blend_weight"
-        (B, 1, H, W), the MRI's share, when the head is "blend". ``regions`` may be given to
-        skip the entropy step (it is computed under no_grad either way).
+        Args:
+            mri: (B, 1, H, W) on [0, 1].
+            func_y: (B, 1, H, W) on [0, 1].
+            regions: precomputed labels (B, 1, H, W) to skip the entropy step (computed under
+                no_grad either way), or None.
+
+        Returns:
+            ``fused`` (B, 1, H, W) float32 on [0, 1], ``features`` (B, C, H, W) (fused deep
+            features before the head), ``regions`` (B, 1, H, W) int64, and ``blend_weight``
+            (B, 1, H, W), the MRI's share, when the head is ``blend``.
         """
         _check_image(mri, "MRI", (1,))
         _check_image(func_y, "functional luminance", (1,))
@@ -135,7 +169,18 @@ class EDPSN(nn.Module):
         return result
 
     def fuse(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused image (B, C, H, W) on [0, 1] and the entropy regions (B, 1, H, W) it used."""
+        """The fused image and the entropy regions it used.
+
+        Args:
+            mri: (B, 1, H, W) on [0, 1].
+            func: (B, 1, H, W) grey or (B, 3, H, W) RGB on [0, 1], on the MRI's grid.
+
+        Returns:
+            (fused (B, C, H, W) on [0, 1] with C of ``func``, regions (B, 1, H, W) int64).
+
+        Raises:
+            InputError: for shapes, dtypes or sizes that do not fit.
+        """
         _check_image(mri, "MRI", (1,))
         _check_image(func, "functional image", (1, 3))
         _check_pair(mri, func, "functional image")
@@ -149,5 +194,5 @@ class EDPSN(nn.Module):
         return fused, out["regions"]
 
     def forward(self, mri: torch.Tensor, func: torch.Tensor) -> torch.Tensor:
-        """Fused image (B, C, H, W) float32 on [0, 1] of MRI (B, 1, H, W) and func (B, C, H, W)."""
+        """The fused image (B, C, H, W) float32 on [0, 1] of MRI (B, 1, H, W) and func (B, C, H, W)."""
         return self.fuse(mri, func)[0]
