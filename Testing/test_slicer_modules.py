@@ -1,0 +1,129 @@
+"""The two module files on Slicer's own Python layer (Testing/slicer_harness.py): loading,
+parameter nodes (defaults, validation, a .mrml round trip), the .ui bindings, the self-tests."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+import slicer_harness as harness
+
+MODULES = {
+    "EDPSNFusion": harness.REPO / "EDPSNFusion",
+    "EDPSNTraining": harness.REPO / "EDPSNTraining",
+}
+#: Parameters the module code sets itself (outputs, combo boxes filled by hand): no widget.
+SET_BY_CODE = {
+    "EDPSNFusion": {"fusedVolume", "metricsTable", "model", "transformNode"},
+    "EDPSNTraining": {
+        "baseWeights",
+        "evalChart",
+        "evalTable",
+        "lossChart",
+        "resultsTable",
+        "validationChart",
+    },
+}
+
+
+def _bound_parameters(ui_file):
+    """{parameter: widget class} of the widgets with a SlicerParameterName in a .ui file."""
+    bound = {}
+    for widget in ET.parse(ui_file).iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.findtext("string")] = widget.get("class")
+    return bound
+
+
+def test_modules_load_as_slicer_loads_scripted_modules(slicer_harness):
+    import slicer
+
+    for name in MODULES:
+        parent = getattr(slicer.modules, name.lower())
+        instance = getattr(slicer.modules, f"{name}Instance")
+        assert type(instance).__name__ == name and instance.moduleName == name
+        assert parent.categories == ["Filtering"] and parent.contributors and parent.helpText
+        assert parent.icon is not None and not parent.icon.isNull()  # Resources/Icons found
+        assert name in slicer.selfTests  # ScriptedLoadableModule registered the self-test
+    assert slicer.modules.edpsntraining.dependencies == ["EDPSNFusion"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_parameter_the_user_edits_has_a_widget(slicer_harness, name):
+    module = slicer_harness.scripted[name]
+    params = set(getattr(module, f"{name}ParameterNode").allParameters)
+    bound = _bound_parameters(MODULES[name] / "Resources" / "UI" / f"{name}.ui")
+    assert set(bound) <= params, f"widgets bound to no parameter: {set(bound) - params}"
+    assert params - set(bound) == SET_BY_CODE[name], "a parameter lost its widget"
+
+
+def test_fusion_parameter_defaults_and_validation(slicer_scene):
+    module = slicer_scene.scripted["EDPSNFusion"]
+    p = module.EDPSNFusionLogic().getParameterNode()
+    assert p.modality == module.Modality.PET and p.registration == module.Registration.RIGID
+    assert p.showRegions and p.regionOpacity <= 0.3  # the anatomy stays visible by default
+    assert (p.batchSize, p.ctWindow, p.colormap, p.model) == (8, "brain", "default", "")
+    assert p.mriVolume is None and p.createFused and p.createRegions
+    with pytest.raises(ValueError):
+        p.batchSize = 65  # WithinRange(1, 64)
+    with pytest.raises(ValueError):
+        p.ctWindow = "lung-ish"  # Choice of the CT windows
+    with pytest.raises(ValueError):
+        p.regionOpacity = 1.5
+    with pytest.raises((TypeError, ValueError)):
+        p.mriVolume = slicer_scene.scene.AddNewNodeByClass("vtkMRMLTableNode")
+    assert p.batchSize == 8 and p.regionOpacity <= 0.3  # a refused value changes nothing
+
+
+def test_training_parameter_defaults_and_validation(slicer_scene):
+    module = slicer_scene.scripted["EDPSNTraining"]
+    p = module.EDPSNTrainingLogic().getParameterNode()
+    assert p.source == module.DataSource.HARVARD and p.pair == module.Pair.MRI_PET
+    assert (p.epochs, p.batchSize, p.crop, p.sceneTestPercent) == (10, 8, 128, 15)
+    with pytest.raises(ValueError):
+        p.crop = 16  # WithinRange(32, 512)
+    with pytest.raises(ValueError):
+        p.sceneTestPercent = 80
+
+
+def test_parameter_node_survives_a_mrml_save_and_reload(slicer_scene, tmp_path):
+    import slicer
+
+    module = slicer_scene.scripted["EDPSNFusion"]
+    p = module.EDPSNFusionLogic().getParameterNode()
+    mri = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MRI")
+    pet = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "PET")
+    p.mriVolume, p.movingVolume = mri, pet
+    p.modality, p.axis, p.batchSize = module.Modality.SPECT, module.Axis.CORONAL, 3
+    p.regionOpacity, p.showRegions, p.colormap = 0.25, False, "hot"
+    scene_file = tmp_path / "scene.mrml"
+    assert slicer.util.saveScene(str(scene_file))
+    slicer_scene.close_scene()
+    assert module.EDPSNFusionLogic().getParameterNode().mriVolume is None
+    slicer_scene.close_scene()
+    slicer.util.loadScene(str(scene_file))  # through the IO manager, as File > Load Scene
+    q = module.EDPSNFusionLogic().getParameterNode()
+    assert q.mriVolume.GetName() == "MRI" and q.movingVolume.GetName() == "PET"
+    assert (q.modality, q.axis, q.batchSize) == (module.Modality.SPECT, module.Axis.CORONAL, 3)
+    assert (q.regionOpacity, q.showRegions, q.colormap) == (0.25, False, "hot")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_self_tests_run_and_pass(slicer_scene, name, monkeypatch, tmp_path):
+    """The modules' own ScriptedLoadableModuleTest, as Reload and Test runs it (runTest)."""
+    monkeypatch.setenv("EDPSN_MODELS", str(tmp_path / "models"))
+    module = slicer_scene.scripted[name]
+    case = getattr(module, f"{name}Test")()
+    ran = []
+    for test_name in [t for t in dir(case) if t.startswith("test_")]:
+        original = getattr(case, test_name)
+
+        def recorded(original=original, test_name=test_name):
+            ran.append(test_name)
+            return original()
+
+        recorded.__name__ = test_name
+        setattr(case, test_name, recorded)
+    case.runTest()  # a skipped test fails the run (EDPSNTestBase.runTests)
+    assert sorted(ran) == sorted(t for t in dir(type(case)) if t.startswith("test_"))
