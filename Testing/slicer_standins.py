@@ -308,6 +308,9 @@ class App:
     def translate(self, context, text):
         return text
 
+    def moduleManager(self):
+        raise NotImplementedError(f"the module manager (module widgets) {NEEDS_QT}")
+
     def setOverrideCursor(self, cursor):
         pass  # a wait cursor is a widget thing
 

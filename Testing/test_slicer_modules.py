@@ -127,3 +127,19 @@ def test_module_self_tests_run_and_pass(slicer_scene, name, monkeypatch, tmp_pat
         setattr(case, test_name, recorded)
     case.runTest()  # a skipped test fails the run (EDPSNTestBase.runTests)
     assert sorted(ran) == sorted(t for t in dir(type(case)) if t.startswith("test_"))
+
+
+def test_packaging_states_the_minimum_slicer_and_its_screenshot_exists():
+    """Slicer 5.10 (Python 3.12) in the README, the .s4ext and CMake; screenshot URLs point
+    at files of this repository."""
+    raw = "https://raw.githubusercontent.com/edpsn/SlicerEDPSN/main/"
+    cmake = (harness.REPO / "CMakeLists.txt").read_text()
+    s4ext = (harness.REPO / "EDPSN.s4ext").read_text()
+    readme = (harness.REPO / "README.md").read_text()
+    assert 'EDPSN_MINIMUM_SLICER_VERSION "5.10"' in cmake and "VERSION_LESS" in cmake
+    for text in (cmake, s4ext, readme):
+        assert "Slicer 5.10 or later" in text
+    urls = [line.split()[1:] for line in s4ext.splitlines() if line.startswith("screenshoturls")]
+    assert urls and urls[0]
+    for url in urls[0]:
+        assert url.startswith(raw) and (harness.REPO / url.removeprefix(raw)).is_file(), url
