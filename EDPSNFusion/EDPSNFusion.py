@@ -234,15 +234,13 @@ class EDPSNFusionLogic(EDPSNLogicBase):
         """
         p = parameterNode or self.getParameterNode()
         p.mriVolume, p.movingVolume, p.modality = mriVolume, movingVolume, Modality(modality)
+        fields = EDPSNFusionParameterNode.allParameters  # the wrapper's own description
         for name, value in options.items():
-            if name not in p.allParameters:
-                raise ValueError(
-                    f"Unknown option '{name}'; choose from {', '.join(p.allParameters)}."
-                )
-            kind = p.dataType(name)
-            p.setValue(
-                name, kind(value) if isinstance(kind, type) and issubclass(kind, Enum) else value
-            )
+            if name not in fields:
+                raise ValueError(f"Unknown option '{name}'; choose from {', '.join(fields)}.")
+            kind = EDPSNFusionParameterNode.dataType(name)
+            isEnum = isinstance(kind, type) and issubclass(kind, Enum)
+            p.setValue(name, kind(value) if isEnum else value)  # "none" -> Registration.NONE
         self.startFusion(p)
         if not waitForCompletion:
             return None

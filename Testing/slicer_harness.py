@@ -161,6 +161,7 @@ class Harness:
 
     def close_scene(self):
         """File > Close Scene: every node but the singletons (colours, layout, slice nodes)."""
+        self.slicer.mrmlScene = self.scene  # another test file may have set its own scene
         self.scene.Clear(0)
 
     # ----------------------------------------------------------------------- views

@@ -219,8 +219,10 @@ class IOManager:
 
     def extractKnownExtension(self, filename, node):
         name = str(filename).lower()
-        known = [slicer.vtkDataFileFormatHelper.GetFileExtensionFromFormatString(f) for f in
-                 self.fileWriterExtensions(node)]  # fmt: skip
+        helper = slicer.vtkDataFileFormatHelper
+        known = [
+            helper.GetFileExtensionFromFormatString(f) for f in self.fileWriterExtensions(node)
+        ]
         return max((e for e in known if e and name.endswith(e)), key=len, default="")
 
     def saveNodes(self, fileType, properties, userMessages=None):

@@ -63,8 +63,8 @@ def fused(slicer_harness):
     )
     for node in (mri, nodes["fused"]):  # nearest voxel, as numpy samples below
         node.GetDisplayNode().SetInterpolate(0)
-    yield {"h": slicer_harness, "mri": mri, "pet": pet, "nodes": nodes, "events": events,
-           "before": before, "p": logic.getParameterNode()}  # fmt: skip
+    p = logic.getParameterNode()
+    yield dict(h=slicer_harness, mri=mri, pet=pet, nodes=nodes, events=events, before=before, p=p)
     if os.environ.get("EDPSN_WRITE_FIGURES"):
         nodes["fused"].GetDisplayNode().SetInterpolate(1)  # the default look
         _write_figures(slicer_harness)

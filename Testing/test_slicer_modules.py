@@ -143,3 +143,23 @@ def test_packaging_states_the_minimum_slicer_and_its_screenshot_exists():
     assert urls and urls[0]
     for url in urls[0]:
         assert url.startswith(raw) and (harness.REPO / url.removeprefix(raw)).is_file(), url
+
+
+def test_process_checks_its_options_before_starting(slicer_scene):
+    import slicer
+
+    module = slicer_scene.scripted["EDPSNFusion"]
+    logic = module.EDPSNFusionLogic()
+    mri = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MRI")
+    pet = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "PET")
+    with pytest.raises(ValueError, match="Unknown option 'regsitration'"):
+        logic.process(mri, pet, "PET", regsitration="none")
+    with pytest.raises(ValueError):  # an enum option takes the command's value
+        logic.process(mri, pet, "PET", registration="elastic")
+    with pytest.raises(ValueError, match="different CT, PET or SPECT"):
+        logic.process(mri, mri, "PET", registration="none")
+    p = logic.getParameterNode()
+    assert p.registration == module.Registration.NONE  # "none" was taken before the refusal
+    assert (
+        not logic.isRunning() and slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == 2
+    )

@@ -34,8 +34,8 @@ def _python312():
     candidates = [shutil.which("python3.12")]
     candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
     for exe in filter(None, candidates):
-        ok = subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
-                            capture_output=True).returncode == 0  # fmt: skip
+        check = "import sys; assert sys.version_info[:2] == (3, 12)"
+        ok = subprocess.run([exe, "-c", check], capture_output=True).returncode == 0
         if ok:
             return exe
     return None
