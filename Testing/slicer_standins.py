@@ -64,7 +64,7 @@ class QColor:
 
 
 class QSettings:
-    """qt.QSettings: an in-memory settings store (one per harness, empty at start)."""
+    """qt.QSettings: an in-memory store shared by all instances, like the settings file."""
 
     _store: dict = {}
 

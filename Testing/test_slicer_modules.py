@@ -163,3 +163,26 @@ def test_process_checks_its_options_before_starting(slicer_scene):
     assert (
         not logic.isRunning() and slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == 2
     )
+
+
+def test_export_hardens_a_parent_transform_on_a_copy(slicer_scene, tmp_path):
+    """scene_io.exportNodes through slicer.util.exportNode(world=True): the file is in world
+    coordinates, the node keeps its transform and its voxels."""
+    import numpy as np
+    import SimpleITK as sitk
+    import slicer
+
+    from EDPSNGui import mrml, scene_io
+
+    voxels = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    node = slicer.util.addVolumeFromArray(voxels, name="moved")
+    shift = np.eye(4)
+    shift[:3, 3] = (10.0, -20.0, 30.0)
+    mrml.add_transform_node(shift, "shift", apply_to=node)
+    files = {"vol": tmp_path / "vol.nrrd"}
+    scene_io.exportNodes({"vol": node}, files)
+    image = sitk.ReadImage(str(files["vol"]))
+    np.testing.assert_allclose(image.GetOrigin(), (-10.0, 20.0, 30.0), atol=1e-6)  # LPS
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), voxels)
+    assert node.GetParentTransformNode().GetName() == "shift"
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), voxels)
