@@ -21,7 +21,9 @@ Slicer's Python layer (../shared/slicer/Base/Python) and the MRML classes and mo
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import types
 from pathlib import Path
@@ -272,6 +274,7 @@ class App:
     def __init__(self, harness):
         self._h = harness
         self.temporaryPath = tempfile.mkdtemp(prefix="EDPSN-harness-")
+        atexit.register(shutil.rmtree, self.temporaryPath, True)
         self._env = ProcessEnvironment(os.environ)
         self._layout, self._io = LayoutManager(harness), IOManager(harness)
         self._settings = QSettings()
