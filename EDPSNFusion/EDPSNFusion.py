@@ -7,6 +7,8 @@ code both EDPSN modules share is the EDPSNGui package beside this file.
 import logging
 import shutil
 import tempfile
+import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -67,7 +69,8 @@ class EDPSNFusionParameterNode:
     createMetrics: bool = True
     createTransform: bool = True
     regionLabelmap: LabelMapNode
-    regionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    showRegions: bool = True
+    regionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.2  # the anatomy stays visible
     fusedVolume: VolumeNode
     metricsTable: TableNode
     transformNode: TransformNode
@@ -86,6 +89,7 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
             (ui.modelComboBox, "currentIndexChanged(int)", self.onModelSelected),
             (ui.movingSelector, "currentNodeChanged(vtkMRMLNode*)", self.onMovingSelected),
             (ui.regionOpacitySlider, "valueChanged(double)", self.onShowRegions),
+            (ui.showRegionsCheckBox, "toggled(bool)", self.onShowRegions),
             (ui.regionSelector, "currentNodeChanged(vtkMRMLNode*)", self.onShowRegions),
             (ui.convertToSegmentationButton, "clicked(bool)", self.onConvertToSegmentation),
             (ui.showMetricsButton, "clicked(bool)", self.onShowMetrics),
@@ -152,7 +156,8 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
                 goOn = "\nThe fusion may fall back to smaller batches or the CPU. Go on?"
                 if report["low_memory"] and not slicer.util.confirmOkCancelDisplay(text + goOn):
                     return
-            self.logic.startFusion(p)
+            # The console's path (process) without waiting: onPoll reads the events.
+            self.logic.process(p.mriVolume, p.movingVolume, p.modality, p, waitForCompletion=False)
             self.setRunning(self.ui.applyButton, True, "Apply")
 
     def onPoll(self):
@@ -170,8 +175,7 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
     def onShowRegions(self, *args):
         # Read the widgets: this slot can run before connectGui has updated the parameter node.
         labelmap, opacity = self.ui.regionSelector.currentNode(), self.ui.regionOpacitySlider.value
-        if labelmap is not None:
-            mrml.show_in_slice_views(label=labelmap, label_opacity=opacity)
+        scene_io.showRegions(labelmap, self.ui.showRegionsCheckBox.checked, opacity)
 
     def onConvertToSegmentation(self):
         with slicer.util.tryWithErrorDisplay("Could not convert the region map.", waitCursor=True):
@@ -192,21 +196,76 @@ class EDPSNFusionLogic(EDPSNLogicBase):
 
     def __init__(self):
         EDPSNLogicBase.__init__(self)
-        self.process = self._run = None
+        self.fusionProcess = self._run = None
 
     def getParameterNode(self):
         return EDPSNFusionParameterNode(super().getParameterNode())
+
+    def process(
+        self,
+        mriVolume,
+        movingVolume,
+        modality,
+        parameterNode=None,
+        waitForCompletion=True,
+        eventCallback=None,
+        **options,
+    ):
+        """Fuse ``movingVolume`` onto ``mriVolume``: the call for scripts and the Python console.
+
+        Args:
+            mriVolume: the MRI volume node (the reference grid).
+            movingVolume: the CT, PET or SPECT volume node.
+            modality: "CT", "PET" or "SPECT" (or a Modality).
+            parameterNode: the parameter node to use (default: the module's).
+            waitForCompletion: wait for the fusion and return its output nodes; False returns
+                None at once and the caller polls (``poll()``), as the module's GUI does.
+            eventCallback: called with each event (progress, log, results, failed, ...).
+            options: other parameter node fields, e.g. ``registration="none"``,
+                ``device="cpu"``, ``model="method:max"``, ``createMetrics=False``.
+
+        Returns:
+            ``{"fused", "regions", "transform", "metrics"}`` output nodes (those asked for)
+            when waiting; None otherwise. Raises RuntimeError when the fusion fails or is
+            cancelled. Example (Python console)::
+
+                from EDPSNFusion import EDPSNFusionLogic
+                nodes = EDPSNFusionLogic().process(getNode("MRI"), getNode("PET"), "PET", device="cpu")
+        """
+        p = parameterNode or self.getParameterNode()
+        p.mriVolume, p.movingVolume, p.modality = mriVolume, movingVolume, Modality(modality)
+        fields = EDPSNFusionParameterNode.allParameters  # the wrapper's own description
+        for name, value in options.items():
+            if name not in fields:
+                raise ValueError(f"Unknown option '{name}'; choose from {', '.join(fields)}.")
+            kind = EDPSNFusionParameterNode.dataType(name)
+            isEnum = isinstance(kind, type) and issubclass(kind, Enum)
+            p.setValue(name, kind(value) if isEnum else value)  # "none" -> Registration.NONE
+        self.startFusion(p)
+        if not waitForCompletion:
+            return None
+        end = None
+        while self.fusionProcess is not None:
+            for event in self.poll():
+                end = event if event["event"] in ("results", "failed", "cancelled") else end
+                if eventCallback is not None:
+                    eventCallback(event)
+            slicer.app.processEvents()  # the GUI (if any) stays responsive meanwhile
+            time.sleep(0.05)
+        if end is None or end["event"] != "results":
+            raise RuntimeError(end["message"] if end else "The fusion ended without results.")
+        return end["nodes"]
 
     @staticmethod
     def pair(p):
         return f"MRI-{p.modality.value}"
 
     def isRunning(self):
-        return self.process is not None and self.process.running
+        return self.fusionProcess is not None and self.fusionProcess.running
 
     def cancel(self, force=False):
         if self.isRunning():
-            self.process.cancel(grace_s=0 if force else None)
+            self.fusionProcess.cancel(grace_s=0 if force else None)
 
     def startFusion(self, p):
         """Export the inputs and start ``edpsn fuse``; poll() then reports its progress.
@@ -236,17 +295,19 @@ class EDPSNFusionLogic(EDPSNLogicBase):
             p.model,
         )
         self._run = {"params": p, "tmp": tmp, "done": None}
-        self.process = runner.startProcess("EDPSNLib.cli", fuse_jobs.fuse_arguments(job, files))
+        self.fusionProcess = runner.startProcess(
+            "EDPSNLib.cli", fuse_jobs.fuse_arguments(job, files)
+        )
 
     def poll(self):
         """Events of the running fusion; before "exit" comes "results", "cancelled" or "failed"."""
         events = []
-        for event in self.process.poll() if self.process is not None else []:
+        for event in self.fusionProcess.poll() if self.fusionProcess is not None else []:
             if event["event"] == "done":
                 self._run["done"] = event
             if event["event"] == "exit":
                 events.append(self._finish(event))
-                self.process = None
+                self.fusionProcess = None
             events.append(event)
         return events
 
@@ -297,7 +358,9 @@ class EDPSNFusionTest(EDPSNTestBase):
         return logic, p
 
     def _wait(self, logic, timeout=600):
-        return self.waitForJob(logic, lambda: logic.process is not None, timeout, "the fusion")
+        return self.waitForJob(
+            logic, lambda: logic.fusionProcess is not None, timeout, "the fusion"
+        )
 
     def test_GuessModality(self):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")

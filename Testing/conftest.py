@@ -24,3 +24,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="session")
+def slicer_harness():
+    """Slicer's own Python layer on slicer-core with the scene of an application
+    (Testing/slicer_harness.py). On the harness's Python (3.11) a harness that cannot start
+    fails the test; on other Pythons (no slicer-core wheel) the test is skipped."""
+    import sys
+
+    import slicer_harness as harness
+
+    if sys.version_info[:2] != harness.HARNESS_PYTHON:
+        pytest.skip(f"the Slicer harness runs on Python 3.11 (slicer-core), not {sys.version}")
+    h = harness.start()
+    h.load_scripted_module(harness.SLICER_SOURCE / "SlicerPyTorch/PyTorchUtils/PyTorchUtils.py")
+    h.load_scripted_module(harness.REPO / "EDPSNFusion" / "EDPSNFusion.py")
+    h.load_scripted_module(harness.REPO / "EDPSNTraining" / "EDPSNTraining.py")
+    return h
+
+
+@pytest.fixture
+def slicer_scene(slicer_harness):
+    """The harness with a closed (empty) scene, as after File > Close Scene."""
+    slicer_harness.close_scene()
+    yield slicer_harness
+    slicer_harness.close_scene()

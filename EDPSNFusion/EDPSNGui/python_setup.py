@@ -1,6 +1,7 @@
 """torch through the PyTorch extension (never pip here), the other packages through pip."""
 
 import importlib
+import inspect
 import tempfile
 from pathlib import Path
 
@@ -38,12 +39,12 @@ def setupPythonRequirements(log, askConfirmation=True):
             from packaging.requirements import Requirement  # pip_ensure's own dependency
 
             # Requirement objects: slicer.pydeps.pip_ensure takes only those (not strings).
-            pydeps.pip_ensure(
-                [Requirement(spec) for spec in missing],
-                constraints=str(constraints),
-                prompt_install=askConfirmation,
-                requester="EDPSN",
-            )
+            options = dict(constraints=str(constraints), prompt_install=askConfirmation)
+            # pip_ensure skips installing in testing mode by default (Slicer >= 5.12), which
+            # would turn the self-tests into skips: they need the packages like a user does.
+            if "skip_in_testing" in inspect.signature(pydeps.pip_ensure).parameters:
+                options["skip_in_testing"] = False
+            pydeps.pip_ensure([Requirement(spec) for spec in missing], requester="EDPSN", **options)
         else:
             slicer.util.pip_install(["-c", str(constraints), *missing])
     if requirements.missing_requirements():

@@ -76,10 +76,17 @@ def importFusionResults(p, done):
         p.fusedVolume = fused
     else:  # it only carried the links to the other outputs
         slicer.mrmlScene.RemoveNode(nodes.pop("fused"))
-    background, opacity = nodes.get("fused", p.mriVolume), p.regionOpacity
-    mrml.show_in_slice_views(background, label=nodes.get("regions"), label_opacity=opacity)
+    mrml.show_in_slice_views(nodes.get("fused", p.mriVolume))  # the fused volume behind
+    showRegions(nodes.get("regions"), p.showRegions, p.regionOpacity)
     slicer.util.resetSliceViews()
     return nodes
+
+
+def showRegions(labelmap, show, opacity):
+    """The region map over every slice view at ``opacity`` (default 0.2: the anatomy and the
+    uptake stay visible), or no label layer when ``show`` is off; None leaves the views."""
+    if labelmap is not None:
+        slicer.util.setSliceViewerLayers(label=labelmap if show else None, labelOpacity=opacity)
 
 
 def setTable(p, field, rows, name):

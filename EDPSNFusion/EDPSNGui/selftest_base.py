@@ -1,5 +1,5 @@
-"""What both modules' in-Slicer self-tests share: a clean scene, the Python requirements (or a
-skip), waiting for a background job while the GUI keeps running, a private user models folder.
+"""What both modules' in-Slicer self-tests share: a clean scene, the Python requirements (a test
+fails without them), waiting for a background job while the GUI keeps running, a private user models folder.
 """
 
 import contextlib
@@ -25,20 +25,25 @@ class EDPSNTestBase(ScriptedLoadableModuleTest):
 
     def runTests(self, *tests):
         """Run the tests one by one on a clean scene. Reload and Test calls runTest() directly,
-        where a skipped test would be an error that stops the rest: log it and go on."""
+        where an exception stops the rest: a skip is recorded, the others run, and the run
+        fails at the end if any test was skipped (a skipped self-test has shown nothing)."""
+        skipped = []
         for test in tests:
             self.setUp()
             try:
                 test()
             except unittest.SkipTest as exc:
                 logging.warning(f"{test.__name__} skipped: {exc}")
+                skipped.append(f"{test.__name__}: {exc}")
+        if skipped:
+            self.fail("Self-tests skipped, so not run: " + "; ".join(skipped))
 
     def requireSetup(self, logic):
-        """The logic with torch and the other packages installed; the test is skipped without."""
+        """The logic with torch and the other packages installed (a failure fails the test)."""
         try:
             logic.setupPythonRequirements(askConfirmation=False)
         except (RuntimeError, ImportError, subprocess.CalledProcessError) as exc:
-            self.skipTest(f"EDPSN's Python packages are not available: {exc}")
+            self.fail(f"EDPSN's Python packages could not be set up: {exc}")
         return logic
 
     def waitForJob(self, logic, running, timeout, what="the job"):

@@ -12,6 +12,7 @@ import numpy as np
 
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.errors import EDPSNError, InputError
+from EDPSNLib.fusion.body_mask import body_mask
 from EDPSNLib.fusion.normalize import (
     DEFAULT_COLORMAP,
     apply_colormap,
@@ -186,6 +187,7 @@ def fuse_volumes(
     region_pixels = np.zeros((n, 3), np.int64)
     # Slices outside the head (no MRI tissue) are skipped: the MRI grid is the reference.
     todo = np.flatnonzero(tissue)
+    body = body_mask(mri01)  # regions (and region metrics) only inside the head, never in air
     step = max(1, opts.batch_size or 16)  # slices per metrics batch (the fuser may split it)
     for done in range(0, len(todo), step):
         if cancel is not None and cancel():
@@ -198,7 +200,8 @@ def fuse_volumes(
         out, reg_lbl = fuser(m, f)
         f_luma = rgb_to_luma(f) if f.ndim == 4 else f
         background = (m <= BACKGROUND_LEVEL) & (f_luma <= BACKGROUND_LEVEL)
-        labels = np.where(background, 0, reg_lbl.astype(np.uint8) + 1).astype(np.uint8)
+        labels = np.where(background | ~body[idx], 0, reg_lbl.astype(np.uint8) + 1)
+        labels = labels.astype(np.uint8)
         out_u8 = to_uint8(out)
         out_u8[background] = 0
         fused[idx], regions[idx] = out_u8, labels
