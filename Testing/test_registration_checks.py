@@ -133,6 +133,16 @@ def test_messages_name_options_per_caller() -> None:
     assert err.render(cli_option) == "Use --register none or --suv."
 
 
+def test_gui_names_the_options_its_own_way() -> None:
+    from EDPSNGui.advice import gui_message
+
+    err = RegistrationError("Use {0}; or {1}.", options=[("method", "none"), ("init", "moments")])
+    event = {"event": "error", "message": "x", "template": err.template, "options": err.options}
+    text = gui_message(json.loads(json.dumps(event)))  # as it comes through the JSON lines
+    assert text.startswith("Use Registration 'Already aligned'; or '--init moments'")
+    assert gui_message({"message": "plain"}) == "plain"
+
+
 def _vm_paths(tmp_path: Path) -> tuple[str, str]:
     return str(VM / "vm_head_mri.mha"), str(VM / "vm_head_ct.mha")
 
