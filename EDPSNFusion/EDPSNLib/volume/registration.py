@@ -183,13 +183,15 @@ def _quality(
         f"{result.final_metric:.3f}, {result.orientation})"
     )
     if refuse and dice < refuse_below:
-        raise RegistrationError(
+        error = RegistrationError(
             f"Registration refused: {text}. The moving volume is probably in the wrong place. "
             "Check that both volumes show the same body region (a thin slab or a small field "
             "of view cannot be placed reliably); try {0} or {1}; if the volumes are already "
             "aligned, use {2}.",
             options=[("init", "moments"), ("orientation", "search"), ("method", "none")],
         )
+        error.result = result  # the refused result, for a picture of what was refused
+        raise error
     result.warnings.append(f"Check the registration: {text}.")
     return result
 
