@@ -54,7 +54,8 @@ def test_visible_male_ct_slab_is_refused_with_the_outline_figure() -> None:
     with pytest.raises(RegistrationError, match=r"body outlines .* poorly .*Dice 0\.[0-4]") as err:
         register(mr, ct, orientation="search")
     cli = err.value.render(cli_option)
-    assert "--orientation search" in cli and "--register none" in cli and "='" not in cli
+    assert "--init moments" in cli and "--register none" in cli and "='" not in cli
+    assert "--orientation" not in cli  # already searched: not advised again
 
 
 @pytest.mark.parametrize("init", ["auto", "moments"])
@@ -153,8 +154,8 @@ def test_cli_refusal_speaks_cli_and_leaves_nothing(tmp_path: Path, capsys) -> No
     args = ["fuse", "--mri", mri, "--moving", ct, "--modality", "CT", "--out", str(out)]
     code = main([*args, "--method", "mean", "--orientation", "search", "--threads", "1"])
     err = capsys.readouterr().err
-    assert code == 2 and "Dice 0." in err and "--orientation search" in err
-    assert "orientation='search'" not in err and "Traceback" not in err
+    assert code == 2 and "Dice 0." in err and "--init moments" in err
+    assert "init='moments'" not in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
     import torch

@@ -170,9 +170,16 @@ def _level_ticks(progress, levels: int, iterations: int, first: float, last: flo
 
 
 def _quality(
-    result: RegistrationResult, dice: float, bounds: tuple[float, float], refuse: bool
+    result: RegistrationResult,
+    dice: float,
+    bounds: tuple[float, float],
+    refuse: bool,
+    used: tuple[tuple[str, str], ...] = (),
 ) -> RegistrationResult:
-    """Record the outline Dice; refuse (below bounds[0]) or warn (below bounds[1])."""
+    """Record the outline Dice; refuse (below bounds[0]) or warn (below bounds[1]).
+
+    The refusal advises the starts not ``used`` yet (as (option, value) pairs).
+    """
     result.outline_dice = dice
     refuse_below, warn_below = bounds
     if dice >= warn_below:
@@ -183,12 +190,14 @@ def _quality(
         f"{result.final_metric:.3f}, {result.orientation})"
     )
     if refuse and dice < refuse_below:
+        tries = [o for o in (("init", "moments"), ("orientation", "search")) if o not in used]
+        advice = "".join(f"try {{{i}}}; " for i in range(len(tries)))
         error = RegistrationError(
             f"Registration refused: {text}. The moving volume is probably in the wrong place. "
             "Check that both volumes show the same body region (a thin slab or a small field "
-            "of view cannot be placed reliably); try {0} or {1}; if the volumes are already "
-            "aligned, use {2}.",
-            options=[("init", "moments"), ("orientation", "search"), ("method", "none")],
+            f"of view cannot be placed reliably); {advice}if the volumes are already aligned, "
+            f"use {{{len(tries)}}}.",
+            options=[*tries, ("method", "none")],
         )
         error.result = result  # the refused result, for a picture of what was refused
         raise error
@@ -325,7 +334,9 @@ def register(
     result = RegistrationResult(
         final, after, before, n, reason, method, init, overlap, 0.0, turned, warnings=warnings
     )
-    result = _quality(result, outline_dice(f_levels[1], m_levels[1], final), bounds, True)
+    dice = outline_dice(f_levels[1], m_levels[1], final)
+    used = (("init", init), ("orientation", orientation))
+    result = _quality(result, dice, bounds, True, used)
     result.elapsed_s = time.perf_counter() - t0
     _report(progress, 100, result.summary(), result)
     return result
