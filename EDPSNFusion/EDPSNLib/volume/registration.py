@@ -205,6 +205,44 @@ def _quality(
     return result
 
 
+def _keep_start(f_img, m_img, chosen, final, at_start, after, mi, n):
+    """The optimised result ended worse than its start: keep the start, or a polish of it.
+
+    An exact match loses MI to any sub-voxel move, and the 4/2/1 pyramid restarts with 2 mm
+    steps at each level, so it may end a tenth of a voxel away. Within the tolerance the
+    start is kept; beyond it the start is polished at full resolution with 0.1 mm steps.
+
+    Returns:
+        (transform, MI, stop reason, iterations, True when neither beat the tolerance).
+    """
+    bound = at_start + KEEP_START_TOLERANCE * abs(at_start)
+    if after <= bound:
+        return (
+            chosen,
+            at_start,
+            f"kept the start: already the optimum (MI {at_start:.4f})",
+            n,
+            False,
+        )
+    polished = sitk.Euler3DTransform(chosen)
+    if not isinstance(final, sitk.Euler3DTransform):  # affine: polish an affine copy
+        polished = sitk.AffineTransform(3)
+        polished.SetCenter(chosen.GetCenter())
+        polished.SetMatrix(chosen.GetMatrix())
+        polished.SetTranslation(chosen.GetTranslation())
+    n2, _ = optimise([f_img], [m_img], polished, iterations=100, first_step=0.1, **mi)
+    value = mattes_mi(f_img, m_img, polished, **mi)
+    if value <= bound:
+        return (
+            polished,
+            value,
+            f"polished the start at full resolution (MI {value:.4f})",
+            n + n2,
+            False,
+        )
+    return chosen, at_start, f"kept the start (MI {at_start:.4f})", n + n2, True
+
+
 def register(
     fixed: Volume,
     moving: Volume,
@@ -319,17 +357,15 @@ def register(
     _report(progress, 92, "Registering: checking the result")
     after = mattes_mi(f_img, m_img, final, **mi)
     at_start = before if chosen is start else mattes_mi(f_img, m_img, chosen, **mi)
-    if after > at_start:
-        if after > at_start + KEEP_START_TOLERANCE * abs(at_start):
-            raise RegistrationError(
-                f"Registration made the match worse (Mattes MI {at_start:.4f} -> {after:.4f}, "
-                f"more than the {KEEP_START_TOLERANCE:.0%} an exact start loses to "
-                "interpolation). If the volumes are already aligned use {0}; otherwise try {1}.",
-                options=[("method", "none"), ("init", "moments")],
+    if after > at_start:  # the start was better: it is (near) the optimum
+        final, after, reason, n, doubtful = _keep_start(
+            f_img, m_img, chosen, final, at_start, after, mi, n
+        )
+        if doubtful:
+            warnings.append(
+                f"The optimiser could not improve on the start (Mattes MI {at_start:.4f}); "
+                "the start was kept. Check the result."
             )
-        # The start is already the optimum: the optimiser only blurred an exact match.
-        final, after = chosen, at_start
-        reason = f"kept the start: it is already the optimum (MI {after:.4f})"
     overlap = check_plausible(f_img, m_img, chosen, final, min_overlap, max_rotation_deg)
     result = RegistrationResult(
         final, after, before, n, reason, method, init, overlap, 0.0, turned, warnings=warnings

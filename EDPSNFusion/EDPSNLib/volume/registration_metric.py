@@ -162,6 +162,7 @@ def optimise(
     iterations: int,
     threads: int | None,
     on_level: Callable[[int], IterationCallback | None] | None = None,
+    first_step: float = 2.0,
 ) -> tuple[int, str]:
     """Regular-step gradient descent over pyramid levels (coarse first), in place on ``transform``.
 
@@ -173,6 +174,7 @@ def optimise(
         iterations: the most iterations per level.
         on_level: called with the level index before each level; may return a callback
             that gets (iterations so far in the level, metric value) after each iteration.
+        first_step: the optimiser's first step (about mm, through the physical-shift scales).
 
     Returns:
         (iterations over all levels, the optimiser's stop reason at the last level).
@@ -184,7 +186,7 @@ def optimise(
     for level, (f_img, m_img) in enumerate(zip(fixed, moving)):
         r = metric_method(bins, fraction, seed, threads, f_img)
         r.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=2.0,
+            learningRate=first_step,
             minStep=1e-3,
             numberOfIterations=iterations,
             relaxationFactor=0.5,
