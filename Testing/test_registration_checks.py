@@ -59,8 +59,10 @@ def test_visible_male_ct_slab_is_refused_with_the_outline_figure() -> None:
 
 
 @pytest.mark.parametrize("init", ["auto", "moments"])
-def test_volume_registered_to_itself_keeps_the_start(rire: Volume, init: str) -> None:
-    # Used to fail: "Registration made the match worse (MI -1.3050 -> -1.2982)".
+def test_volume_registered_to_itself_keeps_the_start(init: str) -> None:
+    # Used to fail: "Registration made the match worse (MI -1.3050 -> -1.2982)"; at full
+    # resolution init='moments' ended 4.7 % below the exact start.
+    rire = read_volume(RIRE, modality="MR")
     result = register(rire, rire, init=init)
     a, b = linear_parts(result.transform)
     np.testing.assert_allclose(a, np.eye(3), atol=1e-3)

@@ -210,7 +210,8 @@ def _keep_start(f_img, m_img, chosen, final, at_start, after, mi, n):
 
     An exact match loses MI to any sub-voxel move, and the 4/2/1 pyramid restarts with 2 mm
     steps at each level, so it may end a tenth of a voxel away. Within the tolerance the
-    start is kept; beyond it the start is polished at full resolution with 0.1 mm steps.
+    start is kept; beyond it the start is polished at full resolution with 0.1 mm steps and
+    the better of start and polish is kept.
 
     Returns:
         (transform, MI, stop reason, iterations, True when neither beat the tolerance).
@@ -232,15 +233,10 @@ def _keep_start(f_img, m_img, chosen, final, at_start, after, mi, n):
         polished.SetTranslation(chosen.GetTranslation())
     n2, _ = optimise([f_img], [m_img], polished, iterations=100, first_step=0.1, **mi)
     value = mattes_mi(f_img, m_img, polished, **mi)
-    if value <= bound:
-        return (
-            polished,
-            value,
-            f"polished the start at full resolution (MI {value:.4f})",
-            n + n2,
-            False,
-        )
-    return chosen, at_start, f"kept the start (MI {at_start:.4f})", n + n2, True
+    if value < at_start:
+        return polished, value, f"polished the start (MI {value:.4f})", n + n2, False
+    reason = f"kept the start: already the optimum (MI {at_start:.4f})"
+    return chosen, at_start, reason, n + n2, value > bound
 
 
 def register(
