@@ -31,7 +31,11 @@ class EDPSNError(Exception):
         """The message with each advised option named by ``namer``."""
         if not self.options:
             return self.template
-        return self.template.format(*(namer(n, v) for n, v in self.options))
+        try:
+            return self.template.format(*(namer(n, v) for n, v in self.options))
+        except (IndexError, KeyError, ValueError):  # a brace in a path or an ITK message
+            names = ", ".join(namer(n, v) for n, v in self.options)
+            return f"{self.template} (options: {names})"
 
 
 class InputError(EDPSNError, ValueError):
