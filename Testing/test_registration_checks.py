@@ -186,3 +186,15 @@ def test_cli_json_reports_registration_before_fusion(tmp_path: Path, capsys) -> 
     assert figures["outline_dice"] > 0.8 and figures["mi_gain"] > 0
     assert "turned 180" in events[reg + 1]["message"] and kinds[reg + 1] == "warning"
     assert events[-1]["registration"]["outline_dice"] == figures["outline_dice"]
+
+
+def test_slice_bar_claims_no_rate_before_it_has_one(capsys) -> None:
+    # The first report comes after a whole batch; the bar used to start then and claim
+    # about 3 million slices/s.
+    from EDPSNLib.cli.fuse import Reporter
+
+    rep = Reporter(json_lines=False)
+    rep.progress(16, 94)
+    first = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "16/94" in first and "?slice/s" in first
+    rep.progress(94, 94)
