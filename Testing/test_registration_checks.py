@@ -150,7 +150,28 @@ def _vm_paths(tmp_path: Path) -> tuple[str, str]:
     return str(VM / "vm_head_mri.mha"), str(VM / "vm_head_ct.mha")
 
 
-def test_cli_refusal_speaks_cli_and_leaves_nothing(tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def restore_threads():
+    """The thread settings and variables of the test session, put back after a test."""
+    import os
+
+    import torch
+
+    from EDPSNLib.threads import THREAD_VARIABLES
+
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    itk, pool = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), torch.get_num_threads()
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk)
+    torch.set_num_threads(pool)
+
+
+def test_cli_refusal_speaks_cli_and_leaves_nothing(tmp_path: Path, capsys, restore_threads) -> None:
     mri, ct = _vm_paths(tmp_path)
     out = tmp_path / "fused.nrrd"
     args = ["fuse", "--mri", mri, "--moving", ct, "--modality", "CT", "--out", str(out)]
@@ -160,12 +181,16 @@ def test_cli_refusal_speaks_cli_and_leaves_nothing(tmp_path: Path, capsys) -> No
     assert "init='moments'" not in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+    import os
+
     import torch
 
-    assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
 
 
-def test_cli_json_reports_registration_before_fusion(tmp_path: Path, capsys) -> None:
+def test_cli_json_reports_registration_before_fusion(
+    tmp_path: Path, capsys, restore_threads
+) -> None:
     phantom = VOLUMES / "mridir_porcine_phantom"
     mr = read_volume(phantom / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz")
     ct = read_volume(phantom / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz")

@@ -33,7 +33,8 @@ def set_threads(threads: int | None = None) -> int:
     the pools oversubscribe the CPUs and a run's CPU time more than doubles.
 
     Args:
-        threads: the thread count; None: :func:`available_cpus`.
+        threads: the thread count, also written to the OpenMP/BLAS environment variables
+            for libraries loaded later; None: :func:`available_cpus` for torch and ITK.
 
     Returns:
         The count set.
@@ -44,8 +45,9 @@ def set_threads(threads: int | None = None) -> int:
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: give at least 1 thread.")
     n = threads or available_cpus()
-    for name in THREAD_VARIABLES:  # libraries loaded later (and subprocesses) read these
-        os.environ[name] = str(n)
+    if threads is not None:  # libraries loaded later (and subprocesses) read these
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(n)
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
