@@ -317,14 +317,11 @@ def register(
         )
     mi = dict(bins=bins, fraction=sampling, seed=seed, threads=threads)
     before = mattes_mi(f_img, m_img, start, **mi)
-    f_levels = [pyramid_level(f_img, k) for k in LEVELS]
-    m_levels = [pyramid_level(m_img, k) for k in LEVELS]
     if method == "none":
         result = RegistrationResult(start, before, before, 0, "already aligned: identity", method)
         result.init, result.overlap = init, overlap
-        result = _quality(
-            result, outline_dice(f_levels[1], m_levels[1], start), bounds, refuse=False
-        )
+        dice = outline_dice(pyramid_level(f_img, 2), pyramid_level(m_img, 2), start)
+        result = _quality(result, dice, bounds, refuse=False)
         result.elapsed_s = time.perf_counter() - t0
         _report(progress, 100, result.summary(), result)
         return result
@@ -336,6 +333,8 @@ def register(
         choice = pick_orientation(f_img, m_img, start, orientation, mi)
         rigid, chosen, turned = choice.optimised, choice.start, choice.description
         warnings += [choice.warning] if choice.warning else []
+    f_levels = [pyramid_level(f_img, k) for k in LEVELS]
+    m_levels = [pyramid_level(m_img, k) for k in LEVELS]
     stages = 5 if method == "affine" else 3
     on_level = _level_ticks(progress, stages, iterations, 30, 90)
     n, reason = optimise(f_levels, m_levels, rigid, iterations=iterations, on_level=on_level, **mi)
