@@ -21,7 +21,7 @@ from slicer import vtkMRMLTableNode as TableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from EDPSNGui import mrml, runner, scene_io
+from EDPSNGui import advice, mrml, runner, scene_io
 from EDPSNGui.choices import COLORMAPS, Axis, Device, Modality, Registration
 from EDPSNGui.module_base import EDPSNLogicBase, EDPSNWidgetBase
 from EDPSNGui.selftest_base import EDPSNTestBase
@@ -166,6 +166,9 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
                 continue
             if event["event"] == "progress":
                 self.showProgress(event)
+            elif event["event"] == "registration":  # its figures, before the fusion starts
+                self.ui.statusLabel.text = event["message"]
+                self.ui.logTextEdit.appendPlainText(event["message"])
             elif event["event"] == "results":
                 self.ui.statusLabel.text = "Fusion done."
                 self.onShowRegions()
@@ -305,6 +308,8 @@ class EDPSNFusionLogic(EDPSNLogicBase):
         for event in self.fusionProcess.poll() if self.fusionProcess is not None else []:
             if event["event"] == "done":
                 self._run["done"] = event
+            if event["event"] == "error":  # named in the module's words, for log and dialog
+                event = self._run["error"] = {**event, "message": advice.gui_message(event)}
             if event["event"] == "exit":
                 events.append(self._finish(event))
                 self.fusionProcess = None
@@ -321,6 +326,7 @@ class EDPSNFusionLogic(EDPSNLogicBase):
                 }
             if exitEvent["returncode"] != 0 or run["done"] is None:
                 last = (tail.strip().splitlines() or [f"exit code {exitEvent['returncode']}"])[-1]
+                last = run["error"]["message"] if run.get("error") else last
                 return {"event": "failed", "message": last, "details": tail}
             return {"event": "results", "nodes": self.importResults(run["params"], run["done"])}
         except Exception as exc:  # report it; never leave the GUI stuck in "running"

@@ -86,10 +86,11 @@ def test_scalar_ct_registered_to_mr_phantom(tmp_path: Path) -> None:
     ct = read_volume(base / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz")
     mr = read_volume(base / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz")
     small = [Volume(sitk.BinShrink(v.image, [2, 2, 2]), v.modality, dict(v.meta)) for v in (mr, ct)]
-    # The phantom was scanned head-first on one scanner and feet-first on the other: the
-    # header orientation is refused with a clear message, the orientation search aligns it.
+    # The phantom was scanned head-first on one scanner and feet-first on the other:
+    # insisting on the header orientation is refused with a clear message, the orientation
+    # search aligns it.
     with pytest.raises(RegistrationError, match="180"):
-        fuse_volumes(small[0], small[1], FusionOptions("CT", method="mean"))
+        fuse_volumes(small[0], small[1], FusionOptions("CT", method="mean", orientation="header"))
     opts = FusionOptions("CT", ct_window="soft-tissue", method="mean", orientation="search")
     res = fuse_volumes(small[0], small[1], opts)
     assert res.registration is not None

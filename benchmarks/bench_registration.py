@@ -149,7 +149,7 @@ def phantom_pair(out: Path) -> dict:
     mr = read_volume(PHANTOM / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz", modality="MR")
     ct = read_volume(PHANTOM / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz", modality="CT")
     try:
-        register(mr, ct)
+        register(mr, ct, orientation="header")
         header_mode = "aligned"
     except RegistrationError as exc:
         header_mode = f"RegistrationError: {exc}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the default and user-trained weights"),
     "demo": ("demo", "fuse the shipped sample and write a montage to look at"),
 }
+
+
+#: Core argument names (as errors advise them) -> the ``edpsn`` flag when it differs.
+CLI_FLAGS = {"method": "--register"}
+
+
+def cli_option(name: str, value: object) -> str:
+    """An option an error advises, as the ``edpsn`` flag: ``--orientation search``, ``--suv``."""
+    flag = CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
+    return flag if value is True else f"{flag} {value}"
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -54,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except EDPSNError as exc:
-        print(f"edpsn {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.render(cli_option)
+        if getattr(args, "json_progress", False):  # the Slicer modules name options their way
+            event = {"event": "error", "message": message, "template": exc.template}
+            print(json.dumps({**event, "options": exc.options}, default=str), flush=True)
+        print(f"edpsn {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edpsn {args.command}: interrupted", file=sys.stderr)

@@ -37,9 +37,10 @@ def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--orientation",
-        default="header",
-        choices=("header", "search"),
-        help="search also tries 180-degree turns (head-first vs feet-first scans)",
+        default="auto",
+        choices=("auto", "header", "search"),
+        help="auto: as the headers say, and search the 24 turns when one fits clearly better "
+        "(head-first vs feet-first scans); header: refuse such a turn; search: always search",
     )
     parser.add_argument(
         "--ct-window", default="brain", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
@@ -87,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: $EDPSN_MODELS or ~/.edpsn/models)",
     )
     parser.add_argument("--method", default="edpsn", help="edpsn, or a baseline for comparison")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch, ITK and BLAS together (default: the CPUs this process may use)",
+    )
     add_series_arguments(parser)
 
 
@@ -136,11 +143,36 @@ class Reporter:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.label, unit="slice")
+            # Counting from the first report: the work before it took longer than tqdm's
+            # clock saw, so a rate over it would be absurd (millions of slices per second).
+            self.bar = tqdm(total=total, desc=self.label, unit="slice", initial=done)
         self.bar.n = done
         self.bar.refresh()
         if done >= total:
             self.bar.close()
+
+    def registration(self, step) -> None:
+        """A registration step (EDPSNLib.volume.registration.RegistrationStep): level changes
+        and the result on stderr, every step as JSON progress; the result as its own event."""
+        if step.result is not None:
+            r = step.result
+            self.emit(event="registration", message=r.summary(), **r.figures())
+            for warning in r.warnings:
+                self.emit(event="warning", message=warning)
+                if not self.json_lines:
+                    print(f"WARNING: {warning}", file=sys.stderr)
+            if not self.json_lines:
+                print(r.summary(), file=sys.stderr)
+        elif self.json_lines:
+            self.emit(
+                event="progress",
+                stage="register",
+                done=step.done,
+                total=step.total,
+                message=step.message,
+            )
+        elif "iteration" not in step.message:
+            print(step.message, file=sys.stderr)
 
 
 def _outputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -176,11 +208,13 @@ def run(args: argparse.Namespace) -> int:
     """Read, register, fuse, score and write; outputs appear only when everything succeeded."""
     from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes, metrics_rows
     from EDPSNLib.metrics.table import metrics_csv_text
+    from EDPSNLib.threads import set_threads
     from EDPSNLib.volume.io import Volume, read_volume, write_volume
     from EDPSNLib.volume.registration import save_transform
 
     rep = Reporter(args.json_progress)
     outs = _outputs(args)
+    set_threads(args.threads)
     opts = FusionOptions(
         modality=args.modality,
         register=args.register,
@@ -198,12 +232,14 @@ def run(args: argparse.Namespace) -> int:
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
     rep.stage("fuse", f"Registering ({args.register}) and fusing along the {args.axis} axis")
-    result = fuse_volumes(mri, moving, opts, progress=rep.progress, log=rep.log)
-    if result.registration is not None:
-        r = result.registration
-        rep.log(
-            f"Registration: Mattes MI {r.metric_before:.4f} -> {r.final_metric:.4f} ({r.stop_reason})"
-        )
+    result = fuse_volumes(
+        mri,
+        moving,
+        opts,
+        progress=rep.progress,
+        log=rep.log,
+        registration_progress=rep.registration,
+    )
     rep.stage("write", f"Writing {outs['fused']}")
     written = {"fused": str(write_volume(Volume.from_array(result.fused, mri), outs["fused"], mri))}
     if "regions" in outs:
@@ -217,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     if "transform" in outs and result.registration is not None:
         written["transform"] = str(save_transform(result.registration, outs["transform"]))
     summary = {
+        "registration": result.registration.figures() if result.registration else None,
         "volume_metrics": result.volume_metrics,
         "region_metrics": result.region_metrics,
         "info": result.info,

@@ -26,7 +26,12 @@ from EDPSNLib.fusion.slices import SliceFuser, make_slice_fuser
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_regions
 from EDPSNLib.names import AXES, MODALITIES, REGION_NAMES
 from EDPSNLib.volume.io import Volume, validate_volume
-from EDPSNLib.volume.registration import RegistrationResult, register, resample_to
+from EDPSNLib.volume.registration import (
+    RegistrationProgress,
+    RegistrationResult,
+    register,
+    resample_to,
+)
 
 #: A pixel is background when both normalised images are below this (air outside the head).
 BACKGROUND_LEVEL = 2.0 / 255.0
@@ -49,7 +54,7 @@ class FusionOptions:
     modality: str
     register: str = "rigid"
     init: str = "auto"  # scanner coordinates when both share a frame of reference, else centres
-    orientation: str = "header"  # "search" also tries 180-degree turns (head/feet-first mix-ups)
+    orientation: str = "auto"  # search the turns when one fits clearly better (head/feet first)
     ct_window: str | tuple[float, float] = "brain"
     colormap: str | None = None
     axis: str = "axial"
@@ -105,7 +110,10 @@ def _aggregate(per_slice: dict[str, np.ndarray], use: np.ndarray) -> dict[str, f
 
 
 def prepare_moving(
-    mri: Volume, moving: Volume, opts: FusionOptions
+    mri: Volume,
+    moving: Volume,
+    opts: FusionOptions,
+    registration_progress: RegistrationProgress | None = None,
 ) -> tuple[Volume, RegistrationResult | None]:
     """Register (unless 'none' and already on the grid) and resample the moving volume onto the MRI."""
     same_grid = (
@@ -116,7 +124,14 @@ def prepare_moving(
     )
     if opts.register == "none" and same_grid:
         return moving, None
-    reg = register(mri, moving, method=opts.register, init=opts.init, orientation=opts.orientation)
+    reg = register(
+        mri,
+        moving,
+        method=opts.register,
+        init=opts.init,
+        orientation=opts.orientation,
+        progress=registration_progress,
+    )
     return resample_to(
         mri, moving, reg.transform, default_value=0.0 if moving.is_rgb else None
     ), reg
@@ -140,9 +155,14 @@ class SliceInputs:
     registration: RegistrationResult | None
 
 
-def prepare_slices(mri: Volume, moving: Volume, opts: FusionOptions) -> SliceInputs:
+def prepare_slices(
+    mri: Volume,
+    moving: Volume,
+    opts: FusionOptions,
+    registration_progress: RegistrationProgress | None = None,
+) -> SliceInputs:
     """Register and resample the moving volume, slice both along the chosen axis, normalise."""
-    resampled, reg = prepare_moving(mri, moving, opts)
+    resampled, reg = prepare_moving(mri, moving, opts, registration_progress)
     axis = slice_axis(mri, opts.axis)
     mri01 = normalize_mri(np.moveaxis(mri.array, axis, 0))  # one float32 copy on the host
     mov_arr = np.moveaxis(resampled.array, axis, 0)
@@ -159,8 +179,12 @@ def fuse_volumes(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    registration_progress: RegistrationProgress | None = None,
 ) -> VolumeFusion:
-    """The whole job on volumes: register, normalise, fuse tissue slices, regions and metrics."""
+    """The whole job on volumes: register, normalise, fuse tissue slices, regions and metrics.
+
+    ``registration_progress`` gets the registration's steps and, at its end, its result.
+    """
     if opts.modality not in MODALITIES:
         raise InputError(f"Unknown modality '{opts.modality}'; choose {', '.join(MODALITIES)}.")
     if mri.is_rgb:
@@ -173,7 +197,7 @@ def fuse_volumes(
             opts.method, f"MRI-{opts.modality}", opts.weights, opts.device, opts.batch_size, log
         )
     clock = time.perf_counter()
-    inputs = prepare_slices(mri, moving, opts)  # batches go to the device one by one
+    inputs = prepare_slices(mri, moving, opts, registration_progress)  # batches go one by one
     timings = {"register_s": time.perf_counter() - clock, "fuse_s": 0.0, "metrics_s": 0.0}
     mri01, mov_arr, func_norm = inputs.mri01, inputs.moving, inputs.functional
     axis, reg, tissue = inputs.axis, inputs.registration, inputs.tissue
