@@ -12,25 +12,25 @@ import numpy as np
 
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.errors import EDPSNError, InputError
+from EDPSNLib.fusion.batches import BACKGROUND_LEVEL, fuse_batch, score_batch
 from EDPSNLib.fusion.normalize import (
     DEFAULT_COLORMAP,
     apply_colormap,
+    check_display_range,
+    ct_warnings,
     functional_range,
     normalize_mri,
     rescale,
-    to_uint8,
     window_ct,
 )
 from EDPSNLib.fusion.slices import SliceFuser, make_slice_fuser
-from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_regions
+from EDPSNLib.metrics import METRIC_NAMES
 from EDPSNLib.volume.io import Volume, validate_volume
 from EDPSNLib.volume.registration import RegistrationResult, register, resample_to
 
 MODALITIES = ("CT", "PET", "SPECT")
 AXES = ("axial", "coronal", "sagittal")
 REGION_NAMES = ("low", "mid", "high")
-#: A pixel is background when both normalised images are below this (air outside the head).
-BACKGROUND_LEVEL = 2.0 / 255.0
 #: A slice holds tissue when at least this many of its MRI pixels are above the background level.
 MIN_TISSUE_PIXELS = 64
 #: A region enters the volume's region metrics from slices where it has at least this many pixels.
@@ -58,6 +58,9 @@ class FusionOptions:
     batch_size: int | None = None  # slices per forward pass; None: 4 on CPU, 16 on CUDA
     weights: str | Path | None = None
     method: str = "edpsn"
+    #: PET/SPECT display range (LOW, HIGH) in the volume's units (SUV when known); None: the
+    #: robust range with headroom for lesions (:func:`normalize.functional_range`).
+    pet_range: tuple[float, float] | None = None
 
 
 @dataclass
@@ -84,19 +87,58 @@ def slice_axis(volume: Volume, axis: str) -> int:
     return 2 - index_axis
 
 
+def display_range(moving: np.ndarray, opts: FusionOptions) -> tuple[float, float]:
+    """The values a scalar PET/SPECT maps to the colour map's ends: the user's or the default.
+
+    Args:
+        moving: scalar PET/SPECT values (any shape), as resampled onto the MRI grid.
+        opts: the user's choices; ``opts.pet_range`` wins over the default.
+
+    Returns:
+        ``(lo, hi)`` in the volume's units.
+
+    Example:
+        >>> display_range(np.arange(10.0), FusionOptions("PET", pet_range=(0, 4)))
+        (0.0, 4.0)
+    """
+    if opts.pet_range is not None:
+        return check_display_range(*opts.pet_range)
+    return functional_range(moving)
+
+
 def functional_normaliser(
-    moving: np.ndarray, is_rgb: bool, opts: FusionOptions
+    moving: np.ndarray,
+    is_rgb: bool,
+    opts: FusionOptions,
+    value_range: tuple[float, float] | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A function mapping a batch of resampled moving slices to [0, 1] grey (CT) or RGB."""
+    """A function mapping a batch of resampled moving slices to [0, 1] grey (CT) or RGB.
+
+    Args:
+        moving: the resampled moving values, slice-first (N, H, W[, 3]).
+        is_rgb: whether they are RGB colours (used as they are) or scalars.
+        opts: modality, CT window, colour map and PET/SPECT range.
+        value_range: the PET/SPECT display range when already computed (else
+            :func:`display_range`).
+
+    Returns:
+        A function of a batch of slices giving float32 on [0, 1], (B, H, W) or (B, H, W, 3).
+    """
     if opts.modality == "CT":
         if is_rgb:
             return lambda x: (rgb_to_luma(x) / 255.0).astype(np.float32)
         return lambda x: window_ct(x, opts.ct_window)
     if is_rgb:
         return lambda x: np.asarray(x, np.float32) / 255.0
-    lo, hi = functional_range(moving)
+    lo, hi = value_range if value_range is not None else display_range(moving, opts)
     cmap = opts.colormap or DEFAULT_COLORMAP[opts.modality]
     return lambda x: apply_colormap(rescale(x, lo, hi), cmap)
+
+
+def value_units(volume: Volume) -> str:
+    """The unit of a PET/SPECT volume's values, for messages: SUV, Bq/ml, or '' when unknown."""
+    units = str(volume.meta.get("Units", "")).upper()
+    return {"SUVBW": "SUV", "GML": "SUV", "BQML": "Bq/ml"}.get(units, "")
 
 
 def _aggregate(per_slice: dict[str, np.ndarray], use: np.ndarray) -> dict[str, float]:
@@ -139,16 +181,104 @@ class SliceInputs:
     axis: int  # the numpy axis (of z, y, x) the slices were taken along
     resampled: Volume
     registration: RegistrationResult | None
+    #: Scalar PET/SPECT: the values mapped to the colour map's ends; None for CT or RGB.
+    display_range: tuple[float, float] | None = None
+    #: What looks wrong about the inputs (a CT not in HU, a window that saturates).
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_slices(mri: Volume, moving: Volume, opts: FusionOptions) -> SliceInputs:
-    """Register and resample the moving volume, slice both along the chosen axis, normalise."""
+    """Register and resample the moving volume, slice both along the chosen axis, normalise.
+
+    Args:
+        mri: the reference MRI volume (scalar).
+        moving: the CT, PET or SPECT volume.
+        opts: the user's choices.
+
+    Returns:
+        The slices as the network sees them, with the display range and any warnings.
+    """
     resampled, reg = prepare_moving(mri, moving, opts)
     axis = slice_axis(mri, opts.axis)
     mri01 = normalize_mri(np.moveaxis(mri.array, axis, 0))  # one float32 copy on the host
     mov_arr = np.moveaxis(resampled.array, axis, 0)
-    func_norm = functional_normaliser(mov_arr, resampled.is_rgb, opts)
-    return SliceInputs(mri01, mov_arr, func_norm, tissue_mask(mri01), axis, resampled, reg)
+    value_range, warnings = None, []
+    if opts.modality == "CT" and not resampled.is_rgb:
+        warnings = ct_warnings(mov_arr, opts.ct_window)
+    elif opts.modality != "CT" and not resampled.is_rgb:
+        value_range = display_range(mov_arr, opts)
+    func_norm = functional_normaliser(mov_arr, resampled.is_rgb, opts, value_range)
+    tissue = tissue_mask(mri01)
+    return SliceInputs(
+        mri01, mov_arr, func_norm, tissue, axis, resampled, reg, value_range, warnings
+    )
+
+
+@dataclass
+class _SliceResults:
+    """What the fuse-and-score loop fills, slice-first on the MRI grid."""
+
+    fused: np.ndarray  # (N, H, W[, 3]) uint8
+    regions: np.ndarray  # (N, H, W) uint8: 0 background, 1 low, 2 mid, 3 high
+    per_slice: dict[str, np.ndarray]  # metric -> (N,)
+    per_region: dict[str, dict[str, np.ndarray]]  # region -> metric -> (N,)
+    region_pixels: np.ndarray  # (N, 3) pixels of each region per slice
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int], rgb: bool) -> _SliceResults:
+        n = shape[0]
+        return cls(
+            fused=np.zeros(shape + ((3,) if rgb else ()), np.uint8),
+            regions=np.zeros(shape, np.uint8),
+            per_slice={k: np.full(n, np.nan) for k in METRIC_NAMES},
+            per_region={r: {k: np.full(n, np.nan) for k in METRIC_NAMES} for r in REGION_NAMES},
+            region_pixels=np.zeros((n, 3), np.int64),
+        )
+
+
+def _fuse_and_score(
+    inputs: SliceInputs,
+    fuser: SliceFuser,
+    rgb: bool,
+    step: int,
+    timings: dict[str, float],
+    progress: Progress | None,
+    cancel: Callable[[], bool] | None,
+) -> _SliceResults:
+    """Fuse and score the tissue slices batch by batch (slices without MRI tissue stay zero)."""
+    res = _SliceResults.empty(inputs.mri01.shape, rgb)
+    todo = np.flatnonzero(inputs.tissue)  # the MRI grid is the reference: air slices skipped
+    for done in range(0, len(todo), step):
+        if cancel is not None and cancel():
+            raise FusionCancelled("Fusion cancelled by the user; nothing was written.")
+        idx = todo[done : done + step]
+        m, f = inputs.mri01[idx], inputs.functional(inputs.moving[idx])
+        if not rgb and f.ndim == 4:
+            f = rgb_to_luma(f).astype(np.float32)
+        clock = time.perf_counter()
+        res.fused[idx], res.regions[idx] = fuse_batch(fuser, m, f)
+        timings["fuse_s"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        whole, by_region, res.region_pixels[idx] = score_batch(
+            m, f, res.fused[idx], res.regions[idx]
+        )
+        for k in METRIC_NAMES:
+            res.per_slice[k][idx] = whole[k]
+            for name, values in zip(REGION_NAMES, by_region):
+                res.per_region[name][k][idx] = values[k]
+        timings["metrics_s"] += time.perf_counter() - clock
+        if progress is not None:
+            progress(min(done + step, len(todo)), len(todo))
+    return res
+
+
+def _check_inputs(mri: Volume, moving: Volume, opts: FusionOptions) -> None:
+    if opts.modality not in MODALITIES:
+        raise InputError(f"Unknown modality '{opts.modality}'; choose {', '.join(MODALITIES)}.")
+    if mri.is_rgb:
+        raise InputError("The MRI volume is RGB; give the scalar MR series as the reference.")
+    validate_volume(mri, "MRI")
+    validate_volume(moving, opts.modality)
 
 
 def fuse_volumes(
@@ -160,77 +290,61 @@ def fuse_volumes(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> VolumeFusion:
-    """The whole job on volumes: register, normalise, fuse tissue slices, regions and metrics."""
-    if opts.modality not in MODALITIES:
-        raise InputError(f"Unknown modality '{opts.modality}'; choose {', '.join(MODALITIES)}.")
-    if mri.is_rgb:
-        raise InputError("The MRI volume is RGB; give the scalar MR series as the reference.")
-    validate_volume(mri, "MRI")
-    validate_volume(moving, opts.modality)
-    info: dict = {}
+    """Fuse an MRI with a CT, PET or SPECT volume: register, normalise, fuse, label and score.
+
+    Args:
+        mri: the reference MRI volume; the outputs lie on its grid.
+        moving: the CT, PET or SPECT volume (scalar, or RGB already colour-mapped).
+        opts: the user's choices (modality, registration, window or display range, ...).
+        fuser: the slice fuser to use (default: made from ``opts.method`` and weights).
+        progress: called with (slices done, slices to do) after each batch.
+        cancel: polled between batches; True stops with :class:`FusionCancelled`.
+        log: receives progress messages (display range, weights).
+        warn: receives warnings (a CT not in HU, ...); default ``log``. They are also kept
+            in ``info["warnings"]``.
+
+    Returns:
+        The fused volume, region labelmap, metrics and registration.
+    """
+    _check_inputs(mri, moving, opts)
+    info: dict = {"warnings": []}
     if fuser is None:
-        fuser, info = make_slice_fuser(
+        fuser, made = make_slice_fuser(
             opts.method, f"MRI-{opts.modality}", opts.weights, opts.device, opts.batch_size, log
         )
+        info.update(made)
     clock = time.perf_counter()
     inputs = prepare_slices(mri, moving, opts)  # batches go to the device one by one
     timings = {"register_s": time.perf_counter() - clock, "fuse_s": 0.0, "metrics_s": 0.0}
-    mri01, mov_arr, func_norm = inputs.mri01, inputs.moving, inputs.functional
-    axis, reg, tissue = inputs.axis, inputs.registration, inputs.tissue
-
-    n = len(mri01)
-    rgb = opts.modality != "CT"
-    fused = np.zeros(mri01.shape + ((3,) if rgb else ()), np.uint8)
-    regions = np.zeros(mri01.shape, np.uint8)
-    per_slice = {k: np.full(n, np.nan) for k in METRIC_NAMES}
-    per_region = {r: {k: np.full(n, np.nan) for k in METRIC_NAMES} for r in REGION_NAMES}
-    region_pixels = np.zeros((n, 3), np.int64)
-    # Slices outside the head (no MRI tissue) are skipped: the MRI grid is the reference.
-    todo = np.flatnonzero(tissue)
+    for message in inputs.warnings:
+        info["warnings"].append(message)
+        (warn or log or (lambda _m: None))(message)
+    if inputs.display_range is not None:
+        lo, hi = inputs.display_range
+        units = value_units(moving)
+        info["display_range"] = {"low": lo, "high": hi, "units": units}
+        if log is not None:
+            chosen = "as given" if opts.pet_range is not None else "default, lesion headroom"
+            log(f"{opts.modality} display range {lo:.4g}..{hi:.4g} {units} ({chosen})".strip())
     step = max(1, opts.batch_size or 16)  # slices per metrics batch (the fuser may split it)
-    for done in range(0, len(todo), step):
-        if cancel is not None and cancel():
-            raise FusionCancelled("Fusion cancelled by the user; nothing was written.")
-        idx = todo[done : done + step]
-        m, f = mri01[idx], func_norm(mov_arr[idx])
-        if not rgb and f.ndim == 4:
-            f = rgb_to_luma(f).astype(np.float32)
-        clock = time.perf_counter()
-        out, reg_lbl = fuser(m, f)
-        f_luma = rgb_to_luma(f) if f.ndim == 4 else f
-        background = (m <= BACKGROUND_LEVEL) & (f_luma <= BACKGROUND_LEVEL)
-        labels = np.where(background, 0, reg_lbl.astype(np.uint8) + 1).astype(np.uint8)
-        out_u8 = to_uint8(out)
-        out_u8[background] = 0
-        fused[idx], regions[idx] = out_u8, labels
-        timings["fuse_s"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        a, b = m * 255.0, f * 255.0
-        masks = labels[None] == np.arange(1, 4, dtype=np.uint8)[:, None, None, None]
-        whole, by_region = fusion_metrics_regions(a, b, out_u8, masks)  # filters run once
-        region_pixels[idx] = masks.sum(axis=(2, 3)).T
-        for k in METRIC_NAMES:
-            per_slice[k][idx] = whole[k]
-            for name, values in zip(REGION_NAMES, by_region):
-                per_region[name][k][idx] = values[k]
-        timings["metrics_s"] += time.perf_counter() - clock
-        if progress is not None:
-            progress(min(done + step, len(todo)), len(todo))
+    rgb = opts.modality != "CT"
+    res = _fuse_and_score(inputs, fuser, rgb, step, timings, progress, cancel)
     region_metrics = {
-        name: _aggregate(per_region[name], region_pixels[:, r] >= MIN_REGION_PIXELS)
+        name: _aggregate(res.per_region[name], res.region_pixels[:, r] >= MIN_REGION_PIXELS)
         for r, name in enumerate(REGION_NAMES)
     }
-    info.update(slices=n, tissue_slices=int(tissue.sum()), timings=timings)
+    info.update(slices=len(inputs.mri01), tissue_slices=int(inputs.tissue.sum()), timings=timings)
     return VolumeFusion(
-        fused=np.moveaxis(fused, 0, axis),
-        regions=np.moveaxis(regions, 0, axis),
-        slice_metrics=per_slice,
-        tissue=tissue,
-        volume_metrics=_aggregate(per_slice, tissue),
+        fused=np.moveaxis(res.fused, 0, inputs.axis),
+        regions=np.moveaxis(res.regions, 0, inputs.axis),
+        slice_metrics=res.per_slice,
+        tissue=inputs.tissue,
+        volume_metrics=_aggregate(res.per_slice, inputs.tissue),
         region_metrics=region_metrics,
-        registration=reg,
-        axis=axis,
+        registration=inputs.registration,
+        axis=inputs.axis,
         info=info,
     )
 
