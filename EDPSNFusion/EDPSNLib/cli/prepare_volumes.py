@@ -68,6 +68,7 @@ def train_command(root: str, pair: str, size: tuple[int, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Read, register, write the slices and print what to run next."""
+    from EDPSNLib.fusion.pipeline import FusionOptions
     from EDPSNLib.training.dataset_writer import dataset_summary
     from EDPSNLib.training.volume_dataset import prepare_volume_pair
     from EDPSNLib.volume.io import read_volume
@@ -81,15 +82,17 @@ def run(args: argparse.Namespace) -> int:
     result = prepare_volume_pair(
         mri,
         moving,
-        args.modality,
+        FusionOptions(
+            args.modality,
+            register=args.register,
+            init=args.init,
+            orientation=args.orientation,
+            ct_window=window,
+            colormap=args.colormap,
+            axis=args.axis,
+        ),
         args.out,
         args.case,
-        args.register,
-        init=args.init,
-        orientation=args.orientation,
-        axis=args.axis,
-        ct_window=window,
-        colormap=args.colormap,
         test_fraction=args.test_fraction,
         test_gap=args.test_gap,
         size=args.size,
