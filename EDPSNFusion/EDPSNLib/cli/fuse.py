@@ -343,10 +343,16 @@ def _write_outputs(
     from EDPSNLib.volume.io import Volume, write_volume
     from EDPSNLib.volume.transforms import save_transform
 
+    def volume(key: str, array: object) -> None:
+        try:
+            write_volume(Volume.from_array(array, mri), tmp[key], mri)
+        except InputError as exc:  # name the output the user asked for, not its temporary
+            raise InputError(str(exc).replace(str(tmp[key].resolve()), str(outs[key]))) from None
+
     with atomic_paths(outs) as tmp:
-        write_volume(Volume.from_array(result.fused, mri), tmp["fused"], mri)
+        volume("fused", result.fused)
         if "regions" in tmp:
-            write_volume(Volume.from_array(result.regions, mri), tmp["regions"], mri)
+            volume("regions", result.regions)
         if "metrics" in tmp:
             try:
                 tmp["metrics"].write_text(metrics_csv)
