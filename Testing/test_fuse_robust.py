@@ -204,3 +204,24 @@ def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Pat
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_module_pet_range_reaches_the_real_parser(tmp_path: Path) -> None:
+    from EDPSNLib.cli import build_parser
+    from EDPSNLib.errors import InputError
+    from EDPSNLib.jobs.fuse import FuseJob, fuse_arguments, fuse_files, parse_pet_range
+
+    files = fuse_files(tmp_path)
+    job = FuseJob("PET", model="method:max", pet_range=parse_pet_range(" 0, 12.5 "))
+    args = fuse_arguments(job, files)
+    assert build_parser(only="fuse").parse_args(args).pet_range == [0.0, 12.5]
+    assert (
+        build_parser(only="fuse").parse_args(fuse_arguments(FuseJob("PET"), files)).pet_range
+        is None
+    )
+    ct = fuse_arguments(FuseJob("CT", pet_range=(0.0, 1.0)), files)  # not for CT
+    assert "--pet-range" not in ct
+    assert parse_pet_range("") is None and parse_pet_range("auto") is None
+    for bad in ("12", "5 1", "a b", "0 1 2", "nan 3"):
+        with pytest.raises(InputError, match="LOW HIGH"):
+            parse_pet_range(bad)
