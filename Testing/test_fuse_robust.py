@@ -225,3 +225,19 @@ def test_module_pet_range_reaches_the_real_parser(tmp_path: Path) -> None:
     for bad in ("12", "5 1", "a b", "0 1 2", "nan 3"):
         with pytest.raises(InputError, match="LOW HIGH"):
             parse_pet_range(bad)
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--ct-window", "40;80"], "Unknown CT window '40;80'"),
+        (["--colormap", "rainbowz"], "Unknown colour map 'rainbowz'"),
+        (["--pet-range", "5", "1"], "LOW < HIGH"),
+    ],
+)
+def test_bad_appearance_is_refused_before_reading(flags: list[str], match: str, capsys) -> None:
+    # Refused even where the modality would not use it, and before the (missing) inputs are read.
+    args = ["fuse", "--mri", "none.nrrd", "--moving", "none.nrrd", "--modality", "PET"]
+    assert main([*args, "--out", "f.nrrd", *flags]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "does not exist" not in err

@@ -16,7 +16,7 @@ from EDPSNLib.errors import InputError
 from EDPSNLib.metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
-    from EDPSNLib.fusion.pipeline import VolumeFusion
+    from EDPSNLib.fusion.pipeline import FusionOptions, VolumeFusion
     from EDPSNLib.volume.io import Volume
 
 VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
@@ -303,10 +303,7 @@ def _run(args: argparse.Namespace) -> int:
         method=args.method,
         pet_range=tuple(args.pet_range) if args.pet_range else None,
     )
-    if opts.pet_range is not None:
-        from EDPSNLib.fusion.normalize import check_display_range
-
-        check_display_range(*opts.pet_range)  # before the slow work
+    _check_appearance(opts)  # before the slow work, even when the modality does not use them
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
@@ -334,6 +331,19 @@ def _run(args: argparse.Namespace) -> int:
         for row in rows[:4]:
             print(row["scope"].ljust(14), "  ".join(f"{k} {row[k]:.4f}" for k in METRIC_NAMES))
     return 0
+
+
+def _check_appearance(opts: FusionOptions) -> None:
+    """Refuse a bad CT window, colour map or PET/SPECT range before reading anything."""
+    import numpy as np
+
+    from EDPSNLib.fusion.normalize import check_display_range, colormap_lut, window_ct
+
+    window_ct(np.zeros(1, np.float32), opts.ct_window)
+    if opts.colormap:
+        colormap_lut(opts.colormap)
+    if opts.pet_range is not None:
+        check_display_range(*opts.pet_range)
 
 
 def _write_outputs(
