@@ -21,7 +21,20 @@ DEFAULT_COLORMAP = {"PET": "harvard-pet", "SPECT": "harvard-spect"}
 
 
 def robust_range(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-    """Percentiles of the voxels above the volume's minimum (the air/background is left out)."""
+    """Percentiles of the voxels above the volume's minimum (the air/background is left out).
+
+    Args:
+        volume: values of any shape.
+        low: lower percentile.
+        high: upper percentile.
+
+    Returns:
+        ``(lo, hi)``; both the minimum when every voxel is the minimum.
+
+    Example:
+        >>> robust_range(np.r_[np.zeros(5), np.arange(1.0, 101.0)], 0.0, 100.0)
+        (1.0, 100.0)
+    """
     vol = np.asarray(volume)
     vmin = float(vol.min())
     tissue = vol[vol > vmin]
@@ -32,7 +45,20 @@ def robust_range(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> tu
 
 
 def rescale(volume: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Linear map of [lo, hi] to [0, 1], clipped, float32; a flat range gives zeros."""
+    """Linear map of [lo, hi] to [0, 1], clipped, float32; a flat range gives zeros.
+
+    Args:
+        volume: values of any shape.
+        lo: the value mapped to 0.
+        hi: the value mapped to 1.
+
+    Returns:
+        float32 values on [0, 1].
+
+    Example:
+        >>> rescale(np.array([0.0, 5.0, 20.0]), 0.0, 10.0).tolist()
+        [0.0, 0.5, 1.0]
+    """
     vol = np.asarray(volume, dtype=np.float32)
     if hi <= lo:
         return np.zeros_like(vol)
@@ -40,13 +66,34 @@ def rescale(volume: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def normalize_mri(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """MRI to [0, 1] by robust percentiles of the tissue (MR has no absolute scale)."""
+    """MRI to [0, 1] by robust percentiles of the tissue (MR has no absolute scale).
+
+    Args:
+        volume: MR values of any shape.
+        low: lower percentile of the tissue (the minimum is used when lower).
+        high: upper percentile of the tissue, mapped to 1.
+
+    Returns:
+        float32 values on [0, 1].
+    """
     lo, hi = robust_range(volume, low, high)
     return rescale(volume, min(lo, float(np.min(volume))), hi)
 
 
 def window_ct(volume: np.ndarray, window: str | tuple[float, float] = "brain") -> np.ndarray:
-    """CT in HU to [0, 1] through a window: a preset name or (level, width)."""
+    """CT in HU to [0, 1] through a window: a preset name or (level, width).
+
+    Args:
+        volume: CT values in HU, any shape.
+        window: a preset name of :data:`CT_WINDOWS` or ``(level, width)`` in HU.
+
+    Returns:
+        float32 values on [0, 1].
+
+    Example:
+        >>> window_ct(np.array([-1000.0, 40.0, 1000.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
     if isinstance(window, str):
         if window not in CT_WINDOWS:
             raise InputError(
@@ -188,12 +235,31 @@ def ct_warnings(volume: np.ndarray, window: str | tuple[float, float] = "brain")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[0, 1] floats to uint8 with rounding and clipping (what a saved PNG or NRRD holds)."""
+    """[0, 1] floats to uint8 with rounding and clipping (what a saved PNG or NRRD holds).
+
+    Args:
+        image: floats on [0, 1], any shape.
+
+    Returns:
+        uint8 values 0..255.
+
+    Example:
+        >>> to_uint8(np.array([0.0, 0.5, 1.2])).tolist()
+        [0, 128, 255]
+    """
     return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def colormap_lut(name: str, size: int = 256) -> np.ndarray:
-    """A (size, 3) float32 lookup table on [0, 1] for a colour map name."""
+    """A (size, 3) float32 lookup table on [0, 1] for a colour map name.
+
+    Args:
+        name: ``harvard-pet``, ``harvard-spect`` or a matplotlib colour map name.
+        size: number of entries.
+
+    Returns:
+        The lookup table (size, 3), float32 on [0, 1].
+    """
     if name in COLORMAPS:
         curve = np.asarray(COLORMAPS[name], dtype=np.float32) / 255.0
         pos = np.linspace(0.0, 1.0, len(curve))
@@ -214,7 +280,19 @@ def colormap_lut(name: str, size: int = 256) -> np.ndarray:
 
 
 def apply_colormap(values: np.ndarray, name: str) -> np.ndarray:
-    """Scalars on [0, 1] (any shape) to channel-last RGB float32 on [0, 1]."""
+    """Scalars on [0, 1] (any shape) to channel-last RGB float32 on [0, 1].
+
+    Args:
+        values: scalars on [0, 1], any shape.
+        name: a colour map name (see :func:`colormap_lut`).
+
+    Returns:
+        RGB float32 on [0, 1], the input's shape plus a last axis of 3.
+
+    Example:
+        >>> apply_colormap(np.array([0.0, 1.0]), "gray").tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    """
     lut = colormap_lut(name)
     idx = np.rint(np.clip(values, 0.0, 1.0) * (len(lut) - 1)).astype(np.intp)
     return lut[idx]

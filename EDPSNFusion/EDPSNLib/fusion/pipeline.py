@@ -79,7 +79,15 @@ class VolumeFusion:
 
 
 def slice_axis(volume: Volume, axis: str) -> int:
-    """The numpy axis (of z, y, x) whose slices are axial, coronal or sagittal in world space."""
+    """The numpy axis (of z, y, x) whose slices are axial, coronal or sagittal in world space.
+
+    Args:
+        volume: the volume whose direction matrix decides.
+        axis: ``axial``, ``coronal`` or ``sagittal``.
+
+    Returns:
+        0, 1 or 2: the numpy axis to slice along.
+    """
     if axis not in AXES:
         raise InputError(f"Unknown axis '{axis}'; choose {', '.join(AXES)}.")
     world = {"sagittal": 0, "coronal": 1, "axial": 2}[axis]  # LPS x, y, z
@@ -136,7 +144,14 @@ def functional_normaliser(
 
 
 def value_units(volume: Volume) -> str:
-    """The unit of a PET/SPECT volume's values, for messages: SUV, Bq/ml, or '' when unknown."""
+    """The unit of a PET/SPECT volume's values, for messages: SUV, Bq/ml, or '' when unknown.
+
+    Args:
+        volume: a PET or SPECT volume (its ``meta["Units"]`` is read).
+
+    Returns:
+        ``SUV``, ``Bq/ml`` or ``''``.
+    """
     units = str(volume.meta.get("Units", "")).upper()
     return {"SUVBW": "SUV", "GML": "SUV", "BQML": "Bq/ml"}.get(units, "")
 
@@ -150,7 +165,16 @@ def _aggregate(per_slice: dict[str, np.ndarray], use: np.ndarray) -> dict[str, f
 def prepare_moving(
     mri: Volume, moving: Volume, opts: FusionOptions
 ) -> tuple[Volume, RegistrationResult | None]:
-    """Register (unless 'none' and already on the grid) and resample the moving volume onto the MRI."""
+    """Register (unless 'none' and already on the grid) and resample the moving volume onto the MRI.
+
+    Args:
+        mri: the reference MRI volume.
+        moving: the CT, PET or SPECT volume.
+        opts: the registration choices.
+
+    Returns:
+        The moving volume on the MRI grid and the registration (None when none was run).
+    """
     same_grid = (
         moving.shape == mri.shape
         and np.allclose(moving.spacing, mri.spacing)
@@ -166,7 +190,18 @@ def prepare_moving(
 
 
 def tissue_mask(mri01: np.ndarray) -> np.ndarray:
-    """(N,) bool: the slices of (N, H, W) normalised MRI that hold tissue (the ones fused)."""
+    """(N,) bool: the slices of (N, H, W) normalised MRI that hold tissue (the ones fused).
+
+    Args:
+        mri01: normalised MRI slices (N, H, W) on [0, 1].
+
+    Returns:
+        (N,) bool.
+
+    Example:
+        >>> tissue_mask(np.stack([np.zeros((16, 16)), np.ones((16, 16))])).tolist()
+        [False, True]
+    """
     return (mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS
 
 
@@ -350,7 +385,14 @@ def fuse_volumes(
 
 
 def metrics_rows(result: VolumeFusion) -> list[dict]:
-    """Rows (scope + seven metrics) for a CSV or a Slicer table: volume, regions, tissue slices."""
+    """Rows (scope + seven metrics) for a CSV or a Slicer table: volume, regions, tissue slices.
+
+    Args:
+        result: a fusion result.
+
+    Returns:
+        One dict per row: ``scope`` and the seven metrics.
+    """
     rows = [{"scope": "volume", **result.volume_metrics}]
     rows += [{"scope": f"region: {r}", **result.region_metrics[r]} for r in REGION_NAMES]
     for i in np.flatnonzero(result.tissue):
