@@ -135,7 +135,8 @@ def test_ctrl_c_during_registration_is_one_clean_line(tmp_path: Path) -> None:
     args += ["--modality", "CT", "--orientation", "search", "--method", "max"]
     args += ["--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nrrd")]
     proc = _start(args)
-    err = _signal_at_stage(proc, "fuse", signal.SIGINT, delay=1.5)
+    # 5 s in: inside ITK's registration, whose Python callback would swallow a raised interrupt
+    err = _signal_at_stage(proc, "fuse", signal.SIGINT, delay=5.0)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "edpsn fuse: interrupted"
     assert "Traceback" not in err and "overlap" not in err
@@ -241,3 +242,20 @@ def test_bad_appearance_is_refused_before_reading(flags: list[str], match: str, 
     assert main([*args, "--out", "f.nrrd", *flags]) == 2
     err = capsys.readouterr().err
     assert match in err and "does not exist" not in err
+
+
+def test_deferred_interrupts_wait_for_the_block_and_never_stay_pending() -> None:
+    from EDPSNLib import interrupts
+
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with interrupts.deferred():
+            interrupts.request("SIGTERM")
+            assert interrupts.requested()  # the block goes on to its end
+    assert not interrupts.requested() and not interrupts.deferring()
+    with pytest.raises(ValueError):  # the block's own error wins, nothing stays pending
+        with interrupts.deferred():
+            interrupts.request("SIGINT")
+            raise ValueError("registration failed")
+    assert not interrupts.requested()
+    with interrupts.deferred():
+        pass  # no signal: no interrupt

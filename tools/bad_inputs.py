@@ -213,7 +213,7 @@ CASES = [
     Case(
         "disk full part-way (1.3 MB per file)",
         "fuse --mri {in}/mri.nrrd --moving {in}/mri.nrrd --modality CT --register none --method max --axis coronal --out {out}/fused.nrrd --regions {out}/regions.nii --metrics {out}/metrics.csv",
-        file_limit=1_300_000,
+        file_limit=500_000,
     ),
     Case(
         "evaluate: data folder missing",

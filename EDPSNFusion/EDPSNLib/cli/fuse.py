@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from EDPSNLib import interrupts
 from EDPSNLib.atomic import atomic_paths, check_output_path
 from EDPSNLib.errors import InputError
 from EDPSNLib.metrics import METRIC_NAMES
@@ -255,7 +256,13 @@ def interrupts_as_keyboard() -> Iterator[dict[str, bool]]:
 
     def handler(signum: int, _frame: object) -> None:
         state["hit"] = True
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if interrupts.deferring():  # inside ITK: raising here would be swallowed
+            if not interrupts.requested():
+                print("edpsn fuse: stopping after the current step...", file=sys.stderr, flush=True)
+            interrupts.request(name)
+            return
+        raise KeyboardInterrupt(name)
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

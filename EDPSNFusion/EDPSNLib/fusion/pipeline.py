@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from EDPSNLib import interrupts
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.errors import EDPSNError, InputError
 from EDPSNLib.fusion.batches import BACKGROUND_LEVEL, fuse_batch, score_batch
@@ -183,7 +184,10 @@ def prepare_moving(
     )
     if opts.register == "none" and same_grid:
         return moving, None
-    reg = register(mri, moving, method=opts.register, init=opts.init, orientation=opts.orientation)
+    with interrupts.deferred():  # ITK calls Python back: an interrupt must wait for its end
+        reg = register(
+            mri, moving, method=opts.register, init=opts.init, orientation=opts.orientation
+        )
     return resample_to(
         mri, moving, reg.transform, default_value=0.0 if moving.is_rgb else None
     ), reg
