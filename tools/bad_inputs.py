@@ -211,7 +211,7 @@ CASES = [
         signal_at=("write", signal.SIGTERM, 0.0),
     ),
     Case(
-        "disk full part-way (1.3 MB per file)",
+        "disk full part-way (0.5 MB per file)",
         "fuse --mri {in}/mri.nrrd --moving {in}/mri.nrrd --modality CT --register none --method max --axis coronal --out {out}/fused.nrrd --regions {out}/regions.nii --metrics {out}/metrics.csv",
         file_limit=500_000,
     ),
@@ -245,11 +245,23 @@ CASES = [
 
 
 def _message(stderr: str) -> str:
-    """The lines a user reads: 'edpsn ...:' lines (errors, warnings), else the last line."""
+    """What a user reads: the error (or interrupt) line, with the number of warnings before it;
+    else the warnings; else the last line."""
     lines = [ln.strip() for ln in stderr.replace("\r", "\n").splitlines() if ln.strip()]
-    said = [ln for ln in lines if ln.startswith("edpsn ") or ln.startswith("Traceback")]
-    said += [ln for ln in lines if "Error" in ln.split(":")[0] and ln not in said]
-    return " / ".join(said[-3:]) if said else (lines[-1] if lines else "")
+    warned = [ln for ln in lines if ln.startswith("edpsn ") and ": warning: " in ln]
+    failed = [
+        ln
+        for ln in lines
+        if (ln.startswith("edpsn ") and ln not in warned)
+        or ln.startswith("Traceback")
+        or "Error" in ln.split(":")[0]
+    ]
+    if failed:
+        more = f" (after {len(warned)} warning(s))" if warned else ""
+        return " / ".join(failed[-2:]) + more
+    if warned:
+        return " / ".join(warned)
+    return lines[-1] if lines else ""
 
 
 def _listing(folder: Path) -> str:
