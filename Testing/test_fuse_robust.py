@@ -259,3 +259,11 @@ def test_deferred_interrupts_wait_for_the_block_and_never_stay_pending() -> None
     assert not interrupts.requested()
     with interrupts.deferred():
         pass  # no signal: no interrupt
+
+
+def test_prepare_volumes_checks_the_modality_tag_too(tmp_path: Path, capsys) -> None:
+    args = ["prepare", "volumes", "--mri", str(SAMPLE / "harvard_case25_MRI.nrrd")]
+    args += ["--moving", str(STS / "PT_SUV_crop"), "--modality", "CT", "--out", str(tmp_path / "d")]
+    assert main(args) == 2
+    assert "Modality PT (PET)" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -11,6 +11,7 @@ from EDPSNLib.cli.fuse import (
     add_input_arguments,
     add_series_arguments,
     add_slicing_arguments,
+    check_modality_tags,
     parse_window,
 )
 
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
+    if not args.ignore_modality_tag:
+        check_modality_tags(mri, moving, args.modality)
     rep.stage("prepare", f"Registering ({args.register}) and slicing along the {args.axis} axis")
     result = prepare_volume_pair(
         mri,
