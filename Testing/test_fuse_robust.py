@@ -106,7 +106,13 @@ def test_ct_not_in_hounsfield_units_warns_on_stderr_and_in_json(tmp_path: Path, 
 def _start(args: list[str], **kwargs) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "EDPSNLib.cli", "fuse", *args, "--json-progress"]
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, **kwargs
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
+        env=ENV,
+        **kwargs,
     )
 
 
@@ -182,7 +188,8 @@ def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Pat
     proc = subprocess.run(
         [sys.executable, "-c", _LIMITED, limit, *args],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         env=ENV,
         timeout=300,
     )
@@ -199,7 +206,8 @@ def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Pat
     proc = subprocess.run(
         [sys.executable, "-c", _LIMITED, limit, *args, "--method", "mean"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         env=ENV,
         timeout=300,
     )

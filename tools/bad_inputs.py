@@ -283,7 +283,13 @@ def run_case(case: Case, inputs: Path, work: Path) -> dict:
         cmd = [sys.executable, "-c", LIMITED, str(case.file_limit), *words]
     clock = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, cwd=work, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        cmd,
+        cwd=work,
+        env=env,
+        encoding="utf-8",
+        errors="replace",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     stdout_lines = []
     if case.signal_at is not None:
