@@ -60,6 +60,7 @@ class EDPSNFusionParameterNode:
     registration: Registration = Registration.RIGID
     ctWindow: Annotated[str, Choice(list(CT_WINDOWS))] = "brain"
     colormap: Annotated[str, Choice(list(COLORMAPS))] = "default"
+    petRange: str = ""  # "LOW HIGH" in the volume's units; "" the default (lesion headroom)
     axis: Axis = Axis.AXIAL
     device: Device = Device.AUTO
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
@@ -107,6 +108,7 @@ class EDPSNFusionWidget(EDPSNWidgetBase):
             return
         ct = p.modality == Modality.CT
         self.ui.ctWindowComboBox.enabled, self.ui.colormapComboBox.enabled = ct, not ct
+        self.ui.petRangeLineEdit.enabled = not ct
         if self.ui.modelComboBox.property("choicesKey") != self.logic.pair(p):
             self.updateModelList()
         if not self.logic.isRunning():
@@ -296,6 +298,7 @@ class EDPSNFusionLogic(EDPSNLogicBase):
             p.device.value,
             p.batchSize,
             p.model,
+            fuse_jobs.parse_pet_range(p.petRange),
         )
         self._run = {"params": p, "tmp": tmp, "done": None}
         self.fusionProcess = runner.startProcess(

@@ -169,3 +169,65 @@ def test_cli_models_lists_the_shipped_weights(capsys: pytest.CaptureFixture) -> 
     out = capsys.readouterr().out
     for pair in ("MRI-CT", "MRI-PET", "MRI-SPECT"):
         assert f"EDPSN_{pair}" in out and "default" in out
+
+
+def _scalar_pet_with_lesions(tmp_path: Path, ratios: tuple[float, ...]) -> tuple[Path, Path, dict]:
+    """The sample's PET turned back into scalar uptake (nearest colour of the atlas palette,
+    in Bq/ml-like units) with one spherical lesion per ratio, each ``ratio`` times the hottest
+    normal tissue (the uptake's 99.5th percentile, what the old scaling put at the top)."""
+    from EDPSNLib.fusion.normalize import colormap_lut, to_uint8
+
+    mri, pet = _sample(12)
+    rgb = pet.array.astype(np.float32)
+    lut = to_uint8(colormap_lut("harvard-pet")).astype(np.float32)
+    uptake = ((rgb[..., None, :] - lut) ** 2).sum(-1).argmin(-1).astype(np.float32) * 40.0
+    grey_matter = float(np.percentile(uptake[uptake > 0], 99.5))
+    zz, yy, xx = np.indices(uptake.shape)
+    brain = np.argwhere((uptake > np.percentile(uptake[uptake > 0], 60)) & (mri.array > 0))
+    centre = brain.mean(axis=0).round().astype(int)
+    lesions = {}
+    for k, ratio in enumerate(ratios):
+        c = centre + [(-1) ** k * 3, 0, (-1) ** k * 14]  # two slices and sides apart
+        ball = ((zz - c[0]) * 2.0) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= 5.0**2
+        uptake[ball] = ratio * grey_matter
+        lesions[ratio] = ball
+    normal_hot = (uptake >= np.percentile(uptake[uptake > 0], 99)) & (uptake <= grey_matter)
+    lesions["normal"] = normal_hot & ~np.any(list(lesions.values()), axis=0)
+    mri_path, pet_path = tmp_path / "mri.nrrd", tmp_path / "pet.nrrd"
+    sitk.WriteImage(mri.image, str(mri_path))
+    sitk.WriteImage(Volume.from_array(uptake, mri).image, str(pet_path))
+    return mri_path, pet_path, {"grey_matter": grey_matter, **lesions}
+
+
+#: A lesion's mean fused colour must be this far (Euclidean, RGB 0..255) from that of the
+#: hottest normal tissue (its top 1 %). With the old scaling (99.5th percentile at the top,
+#: no headroom) the 2.7x and 3x lesions were 26 and 21 away; now about 160.
+LESION_MARGIN = 80.0
+
+
+def test_hot_lesions_keep_their_colour_through_edpsn_fuse(tmp_path: Path, capsys) -> None:
+    import json
+
+    mri_path, pet_path, masks = _scalar_pet_with_lesions(tmp_path, (2.7, 3.0))
+    base = ["fuse", "--mri", str(mri_path), "--moving", str(pet_path), "--modality", "PET"]
+    base += ["--register", "none", "--axis", "coronal", "--json-progress", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "fused.nrrd")]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = next(e for e in events if e["event"] == "done")
+    assert done["info"]["display_range"]["high"] >= 2.7 * masks["grey_matter"]
+    fused = read_volume(tmp_path / "fused.nrrd").array.astype(float)
+    normal = fused[masks["normal"]].mean(axis=0)
+    for ratio in (2.7, 3.0):
+        distance = float(np.linalg.norm(fused[masks[ratio]].mean(axis=0) - normal))
+        assert distance >= LESION_MARGIN, (ratio, distance)
+    # A user range that tops out at grey matter saturates the lesions again: the flag is used.
+    top = masks["grey_matter"]
+    args = [*base, "--out", str(tmp_path / "clipped.nrrd"), "--method", "max"]
+    args += ["--pet-range", "0", str(top)]
+    assert main(args) == 0
+    capsys.readouterr()
+    clipped = read_volume(tmp_path / "clipped.nrrd").array.astype(float)
+    saturated = clipped[masks[3.0]].mean(axis=0)
+    assert np.linalg.norm(saturated - clipped[masks[2.7]].mean(axis=0)) < 20.0
+    assert main([*args[:-2], "5", "1"]) == 2
+    assert "LOW < HIGH" in capsys.readouterr().err

@@ -75,8 +75,10 @@ def test_wrong_channels_and_size(tmp_path: Path) -> None:
 
     root, names = _copy_set(tmp_path)
     ct = root / "MRI-CT" / "CT" / f"{names[0]}.png"
-    Image.new("RGB", (256, 256)).save(ct)
-    with pytest.raises(InputError, match="mode RGB"):
+    Image.new("CMYK", (256, 256)).save(ct.with_suffix(".tif"))
+    ct.unlink()
+    ct.with_suffix(".tif").rename(ct)  # a CMYK image under the .png name: PIL reads it by content
+    with pytest.raises(InputError, match="mode CMYK"):
         load_pair(list_pairs("MRI-CT", "test", root)[0])
     Image.new("L", (128, 256)).save(ct)
     with pytest.raises(InputError, match="same size"):

@@ -25,6 +25,8 @@ from EDPSNLib.training.volume_dataset import prepare_volume_pair, split_blocks
 from EDPSNLib.volume.io import Volume, read_volume
 from EDPSNLib.volume.registration import resample_to
 
+#: The shipped sample is aligned and its atlas slices are coronal.
+PET_CORONAL = FusionOptions("PET", register="none", axis="coronal")
 SAMPLE = repo_root() / "Resources" / "Sample"
 PHANTOM = data_root() / "volumes" / "mridir_porcine_phantom"
 STS = data_root() / "dicom" / "tcia_sts_001_petct"
@@ -72,7 +74,7 @@ def _index(name: str) -> int:
 
 def test_sample_pet_slices_are_what_fusion_feeds_the_network(tmp_path, sample):
     mri, pet = (_slab(v, 38, 14) for v in sample)
-    res = prepare_volume_pair(mri, pet, "PET", tmp_path, "c25", "none", axis="coronal")
+    res = prepare_volume_pair(mri, pet, PET_CORONAL, tmp_path, "c25")
     assert res.registration is None and res.pair == "MRI-PET" and res.test == []
     idx, fed_mri, fed_pet = _fed(mri, pet, FusionOptions("PET", register="none", axis="coronal"))
     written = [_index(n) for n in res.train]
@@ -98,7 +100,9 @@ def test_scalar_suv_pet_goes_through_the_colour_map_like_fusion(tmp_path):
     ct = read_volume(STS / "CT_crop")
     ref = Volume(ct.image[:, :, 24:34], "MR", dict(ct.meta))
     pet = read_volume(STS / "PT_SUV_crop")
-    res = prepare_volume_pair(ref, pet, "PET", tmp_path, "sts", "none", colormap="harvard-pet")
+    res = prepare_volume_pair(
+        ref, pet, FusionOptions("PET", register="none", colormap="harvard-pet"), tmp_path, "sts"
+    )
     assert res.registration is not None and res.registration.iterations == 0  # resampled only
     idx, fed_mri, fed_pet = _fed(ref, pet, FusionOptions("PET", register="none"))
     lut = to_uint8(colormap_lut("harvard-pet"))
@@ -122,16 +126,14 @@ def test_phantom_ct_rigid_registration_and_test_block(tmp_path):
     )
     # head-first vs feet-first: the fusion pipeline's own refusal reaches the user unchanged
     with pytest.raises(RegistrationError, match="180"):
-        prepare_volume_pair(mr, ct, "CT", tmp_path, "pig")
+        prepare_volume_pair(mr, ct, FusionOptions("CT"), tmp_path, "pig")
     assert not (tmp_path / "dataset.json").exists()
     res = prepare_volume_pair(
         mr,
         ct,
-        "CT",
+        FusionOptions("CT", orientation="search", ct_window="soft-tissue"),
         tmp_path,
         "pig",
-        orientation="search",
-        ct_window="soft-tissue",
         test_fraction=0.25,
     )
     reg = res.registration
@@ -173,17 +175,9 @@ def test_split_blocks_edges():
 def test_append_replace_and_size(tmp_path, sample):
     mri, pet = sample
     a = prepare_volume_pair(
-        *(_slab(v, 30, 12) for v in sample),
-        "PET",
-        tmp_path,
-        "a",
-        "none",
-        axis="coronal",
-        test_fraction=0.25,
+        *(_slab(v, 30, 12) for v in sample), PET_CORONAL, tmp_path, "a", test_fraction=0.25
     )
-    b = prepare_volume_pair(
-        *(_slab(v, 50, 8) for v in sample), "PET", tmp_path, "b", "none", axis="coronal"
-    )
+    b = prepare_volume_pair(*(_slab(v, 50, 8) for v in sample), PET_CORONAL, tmp_path, "b")
     cases = {e["case"]: e for e in read_manifest(tmp_path)["cases"]}
     assert set(cases) == {"a", "a-test", "b"} and cases["a-test"]["split"] == "test"
     assert dataset_summary(tmp_path)["MRI-PET"] == {
@@ -191,9 +185,7 @@ def test_append_replace_and_size(tmp_path, sample):
         "test": len(a.test),
     }
     # replacing a without a test block drops a-test: manifest, split files and images
-    a2 = prepare_volume_pair(
-        *(_slab(v, 30, 6) for v in sample), "PET", tmp_path, "a", "none", axis="coronal"
-    )
+    a2 = prepare_volume_pair(*(_slab(v, 30, 6) for v in sample), PET_CORONAL, tmp_path, "a")
     assert {e["case"] for e in read_manifest(tmp_path)["cases"]} == {"a", "b"}
     assert (tmp_path / "splits" / "MRI-PET" / "test.txt").read_text() == ""
     on_disk = sorted(p.stem for p in (tmp_path / "MRI-PET" / "PET").glob("*.png"))
@@ -201,17 +193,21 @@ def test_append_replace_and_size(tmp_path, sample):
     # a case on another grid is refused with advice, and nothing changes
     before = (tmp_path / "dataset.json").read_bytes()
     with pytest.raises(InputError, match="--size"):
-        prepare_volume_pair(_slab(mri, 40, 4), _slab(pet, 40, 4), "PET", tmp_path, "c", "none")
+        prepare_volume_pair(
+            _slab(mri, 40, 4),
+            _slab(pet, 40, 4),
+            FusionOptions("PET", register="none"),
+            tmp_path,
+            "c",
+        )
     assert (tmp_path / "dataset.json").read_bytes() == before
     # --size: axial slices of the sample are 94 x 256: padded to a square, then 128 x 128
     sized = prepare_volume_pair(
         _slab(mri, 30, 40),
         _slab(pet, 30, 40),
-        "PET",
+        FusionOptions("PET", register="none", axis="axial"),
         tmp_path / "s",
         "ax",
-        "none",
-        axis="axial",
         size=128,
     )
     assert sized.size == (128, 128)
@@ -227,9 +223,7 @@ def test_prepared_set_trains(tmp_path, sample):
     from EDPSNLib.training.trainer import TrainConfig, train
 
     data = tmp_path / "data"
-    prep = prepare_volume_pair(
-        *(_slab(v, 38, 12) for v in sample), "PET", data, "c25", "none", axis="coronal"
-    )
+    prep = prepare_volume_pair(*(_slab(v, 38, 12) for v in sample), PET_CORONAL, data, "c25")
     cfg = TrainConfig(
         out=tmp_path / "run",
         pair="MRI-PET",
@@ -309,38 +303,44 @@ def test_bad_inputs_have_clear_messages(tmp_path, sample):
     with pytest.raises(InputError, match="2-D"):
         one = tmp_path / "one.nrrd"
         sitk.WriteImage(mri.image[:, :, 0], str(one))
-        prepare_volume_pair(one, pet, "PET", tmp_path / "o", "c", "none", axis="coronal")
+        prepare_volume_pair(one, pet, PET_CORONAL, tmp_path / "o", "c")
     with pytest.raises(InputError, match="RGB"):  # colour PET called CT
-        prepare_volume_pair(mri, pet, "CT", tmp_path / "o", "c", "none", axis="coronal")
+        prepare_volume_pair(
+            mri, pet, FusionOptions("CT", register="none", axis="coronal"), tmp_path / "o", "c"
+        )
     with pytest.raises(InputError, match="RGB"):  # colour volume as the MRI
-        prepare_volume_pair(pet, pet, "PET", tmp_path / "o", "c", "none", axis="coronal")
+        prepare_volume_pair(pet, pet, PET_CORONAL, tmp_path / "o", "c")
     with pytest.raises(InputError, match="Hounsfield"):  # a real CT called PET
         prepare_volume_pair(
             read_volume(STS / "CT_crop"),
             read_volume(STS / "CT_crop"),
-            "PET",
+            FusionOptions("PET", register="none"),
             tmp_path / "o",
             "c",
-            "none",
         )
     far = Volume(sitk.Image(pet.image), "", {})
     far.image.SetOrigin(tuple(np.array(pet.origin) + [0.0, 0.0, 500.0]))
     with pytest.raises(RegistrationError, match="overlap"):
-        prepare_volume_pair(mri, far, "PET", tmp_path / "o", "c", "none", axis="coronal")
+        prepare_volume_pair(mri, far, PET_CORONAL, tmp_path / "o", "c")
     dim = Volume.from_array(pet.array // 40, pet)  # exported with a wrong scaling: no tissue
     with pytest.raises(InputError, match="No slice has tissue in both"):
-        prepare_volume_pair(mri, dim, "PET", tmp_path / "o", "c", "none", axis="coronal")
-    for kwargs, match in (
-        ({"test_fraction": 1.0}, "test-fraction"),
-        ({"axis": "oblique"}, "axis"),
-        ({"size": 4}, "size"),
-        ({"case": "a b"}, "Case name"),
+        prepare_volume_pair(mri, dim, PET_CORONAL, tmp_path / "o", "c")
+    oblique = FusionOptions("PET", register="none", axis="oblique")
+    for opts, kwargs, match in (
+        (PET_CORONAL, {"test_fraction": 1.0}, "test-fraction"),
+        (oblique, {}, "axis"),
+        (PET_CORONAL, {"size": 4}, "size"),
+        (PET_CORONAL, {"case": "a b"}, "Case name"),
     ):
-        kw = {"case": "c", "axis": "coronal", **kwargs}
+        kw = {"case": "c", **kwargs}
         with pytest.raises(InputError, match=match):
-            prepare_volume_pair(mri, pet, "PET", tmp_path / "o", register="none", **kw)
+            prepare_volume_pair(mri, pet, opts, tmp_path / "o", **kw)
     with pytest.raises(InputError, match="CT window"):
         prepare_volume_pair(
-            mri, read_volume(STS / "CT_crop"), "CT", tmp_path / "o", "c", ct_window="lungs"
+            mri,
+            read_volume(STS / "CT_crop"),
+            FusionOptions("CT", ct_window="lungs"),
+            tmp_path / "o",
+            "c",
         )
     assert not (tmp_path / "o").exists()

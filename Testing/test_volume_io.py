@@ -256,3 +256,16 @@ def test_validate_volume_rejects_nan_and_constant() -> None:
     with pytest.raises(InputError, match="constant"):
         validate_volume(Volume.from_array(np.full(mr.shape, 7, np.int16), mr), role="CT")
     assert validate_volume(mr) is mr
+
+
+@pytest.mark.parametrize("size", [1000, 40000])  # header cut / pixel data cut
+def test_truncated_dicom_file_is_named(tmp_path: Path, size: int) -> None:
+    folder = tmp_path / "ct"
+    shutil.copytree(DICOM / "CT_crop", folder)
+    damaged = folder / "000030.dcm"
+    damaged.chmod(0o644)
+    with open(damaged, "r+b") as fh:
+        fh.truncate(size)
+    with pytest.raises(InputError, match=r"truncated or damaged .*: 000030\.dcm\. Replace"):
+        read_volume(folder)
+    assert sorted(p.name for p in folder.iterdir())[30] == "000030.dcm"  # nothing changed

@@ -18,6 +18,7 @@ import torch
 
 from EDPSNLib.fusion.baselines import BASELINES
 from EDPSNLib.fusion.evaluation import evaluate_method, summary_markdown
+from EDPSNLib.fusion.pipeline import FusionOptions
 from EDPSNLib.metrics import METRIC_NAMES
 from EDPSNLib.models.lookup import default_weights_path
 from EDPSNLib.paths import data_root
@@ -43,12 +44,9 @@ def main() -> None:
     prepared = prepare_volume_pair(
         folder / "MR-T2_MRI-DIR-zzmeatphantom_bin2x2x1.nii.gz",
         folder / "CT_MRI-DIR-zzmeatphantom_bin2x2x2.nii.gz",
-        "CT",
+        FusionOptions("CT", register="rigid", orientation="search", ct_window="soft-tissue"),
         out / "dataset",
         case="phantom",
-        register="rigid",
-        orientation="search",
-        ct_window="soft-tissue",
         test_fraction=0.2,
     )
     t_prep = time.perf_counter() - t0

@@ -61,3 +61,57 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write a binary file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def _temp_beside(target: Path) -> Path:
+    """An empty private temporary file beside ``target``, keeping its extension."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{''.join(target.suffixes)}", dir=target.parent
+    )
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
+    """Write a set of files all or nothing: yield a temporary path per target; when the block
+    succeeds they replace their targets together, else no target changes.
+
+    Targets that already exist are moved aside first and put back if any replacement fails
+    (a full disk, a signal), so a failed run never leaves a mix of new and old outputs. Every
+    temporary file is removed on the way out, whatever happened.
+
+    Args:
+        targets: name -> output path.
+
+    Returns:
+        A context manager yielding name -> temporary path beside each target.
+    """
+    tmps = {key: _temp_beside(Path(path)) for key, path in targets.items()}
+    backups: dict[Path, Path] = {}
+    placed: list[Path] = []
+    try:
+        yield tmps
+        umask = os.umask(0)
+        os.umask(umask)
+        for key, tmp in tmps.items():
+            target = Path(targets[key])
+            os.chmod(tmp, 0o666 & ~umask)
+            if target.exists():
+                backups[target] = _temp_beside(target)
+                os.replace(target, backups[target])
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException:
+        for target in placed:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        for target, backup in backups.items():
+            with contextlib.suppress(OSError):
+                os.replace(backup, target)
+        raise
+    finally:
+        for path in (*tmps.values(), *backups.values()):
+            with contextlib.suppress(OSError):
+                path.unlink()

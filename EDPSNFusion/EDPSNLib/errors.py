@@ -52,3 +52,7 @@ class RegistrationError(EDPSNError, RuntimeError):
 
 class TrainingError(EDPSNError, RuntimeError):
     """Training cannot go on (NaN loss, empty split, ...); the last good checkpoint is kept."""
+
+
+class EDPSNWarning(UserWarning):
+    """Something a user should know that does not stop the work (the CLI prints one line)."""

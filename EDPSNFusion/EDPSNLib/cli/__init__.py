@@ -6,9 +6,10 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
-from EDPSNLib.errors import EDPSNError
+from EDPSNLib.errors import EDPSNError, EDPSNWarning
 
 #: command name -> (module, one-line help). Modules are imported only when their command runs,
 #: so ``edpsn --help`` and light commands never pay for importing torch.
@@ -62,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0 if command is None else 2
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if not issubclass(category, EDPSNWarning):
+            return show(message, category, filename, lineno, file, line)
+        print(f"edpsn {args.command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line
     try:
         return int(args._run(args) or 0)
     except EDPSNError as exc:
@@ -74,3 +83,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edpsn {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show

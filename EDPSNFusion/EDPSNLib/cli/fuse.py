@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from EDPSNLib.atomic import check_output_path, write_text_atomic
+from EDPSNLib import interrupts
+from EDPSNLib.atomic import atomic_paths, check_output_path
 from EDPSNLib.errors import InputError
 from EDPSNLib.metrics import METRIC_NAMES
 from EDPSNLib.names import REGISTRATION_METHODS
+
+if TYPE_CHECKING:
+    from EDPSNLib.fusion.pipeline import FusionOptions, VolumeFusion
+    from EDPSNLib.volume.io import Volume
 
 VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
 
@@ -22,6 +31,22 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mri", required=True, help="MRI volume: DICOM folder, NIfTI, NRRD or MHA")
     parser.add_argument("--moving", required=True, help="CT, PET or SPECT volume (same formats)")
     parser.add_argument("--modality", required=True, choices=MODALITIES)
+    parser.add_argument(
+        "--ignore-modality-tag",
+        action="store_true",
+        help="use the volumes even when their DICOM Modality tag says another modality",
+    )
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number >= 1 (batch sizes, counts)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +71,14 @@ def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
         "--ct-window", default="brain", help=f"{', '.join(CT_WINDOWS)} or LEVEL,WIDTH in HU"
     )
     parser.add_argument("--colormap", help="colour map for scalar PET/SPECT (default: the atlas's)")
+    parser.add_argument(
+        "--pet-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="PET/SPECT values shown at the colour map's ends, in the volume's units (SUV with "
+        "--suv); default 0 to the volume's maximum, at most 3x its 99.5th percentile",
+    )
     parser.add_argument("--axis", default="axial", choices=AXES)
 
 
@@ -77,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_slicing_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
-        "--batch-size", type=int, help="slices per pass (default 4 on CPU, 16 on GPU)"
+        "--batch-size", type=positive_int, help="slices per pass (default 4 on CPU, 16 on GPU)"
     )
     parser.add_argument(
         "--weights", help="weights file or name (default: shipped weights for the pair)"
@@ -135,6 +168,13 @@ class Reporter:
 
     def log(self, message: str) -> None:
         self.emit(event="log", message=message)
+
+    def warn(self, message: str) -> None:
+        """A warning: a JSON "warning" event, or one "edpsn fuse: warning:" line on stderr."""
+        if self.json_lines:
+            self.emit(event="warning", message=message)
+        else:
+            print(f"edpsn {self.label}: warning: {message}", file=sys.stderr)
 
     def progress(self, done: int, total: int) -> None:
         if self.json_lines:
@@ -204,13 +244,89 @@ def _weights(args: argparse.Namespace) -> str | Path | None:
     return resolve_weights(args.weights, f"MRI-{args.modality}", user_dir=args.models_dir)
 
 
+#: DICOM Modality (0008,0060) values of each role; SPECT is NM (ST in old files).
+DICOM_MODALITY = {"MRI": ("MR",), "CT": ("CT",), "PET": ("PT",), "SPECT": ("NM", "ST")}
+
+
+def check_modality_tags(mri: Volume, moving: Volume, modality: str) -> None:
+    """Refuse volumes whose DICOM Modality tag says another modality than the one given.
+
+    Volumes without a tag (NIfTI, NRRD, MHA) pass: only DICOM says what it is.
+
+    Args:
+        mri: the volume given as --mri.
+        moving: the volume given as --moving.
+        modality: the --modality given (CT, PET or SPECT).
+
+    Raises:
+        InputError: naming the tag found and what to do.
+    """
+    by_tag = {tag: role for role, tags in DICOM_MODALITY.items() for tag in tags}
+    for flag, vol, role in (("--mri", mri, "MRI"), ("--moving", moving, modality)):
+        tag = str(vol.meta.get("Modality", "")).strip().upper()
+        if tag and tag not in DICOM_MODALITY[role]:
+            seen = by_tag.get(tag, "another modality")
+            fix = (
+                "give the MR series as --mri"
+                if role == "MRI"
+                else f"give --modality {seen}"
+                if seen in DICOM_MODALITY
+                else "check the series"
+            )
+            raise InputError(
+                f"{flag} {vol.path} is a DICOM series with Modality {tag} ({seen}), not "
+                f"{'/'.join(DICOM_MODALITY[role])} ({role}): {fix}, or add "
+                "--ignore-modality-tag if the tag is wrong."
+            )
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard() -> Iterator[dict[str, bool]]:
+    """SIGINT and SIGTERM (what the Slicer module's Cancel sends) raise KeyboardInterrupt, so
+    temporary files are removed on the way out; the flag tells whether a signal came (an
+    interrupt swallowed inside ITK can surface as another error)."""
+    state = {"hit": False}
+
+    def handler(signum: int, _frame: object) -> None:
+        state["hit"] = True
+        name = signal.Signals(signum).name
+        if interrupts.deferring():  # inside ITK: raising here would be swallowed
+            if not interrupts.requested():
+                print("edpsn fuse: stopping after the current step...", file=sys.stderr, flush=True)
+            interrupts.request(name)
+            return
+        raise KeyboardInterrupt(name)
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for sig in before:
+            signal.signal(sig, handler)
+    except ValueError:  # not the main thread (a test runner): leave the handlers alone
+        before = {}
+    try:
+        yield state
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Read, register, fuse, score and write; interrupted or failed runs leave nothing."""
+    with interrupts_as_keyboard() as state:
+        try:
+            return _run(args)
+        except Exception:
+            if state["hit"]:  # the interrupt broke something on its way: report the interrupt
+                raise KeyboardInterrupt from None
+            raise
+
+
+def _run(args: argparse.Namespace) -> int:
     """Read, register, fuse, score and write; outputs appear only when everything succeeded."""
     from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes, metrics_rows
     from EDPSNLib.metrics.table import metrics_csv_text
     from EDPSNLib.threads import set_threads
-    from EDPSNLib.volume.io import Volume, read_volume, write_volume
-    from EDPSNLib.volume.registration import save_transform
+    from EDPSNLib.volume.io import read_volume
 
     rep = Reporter(args.json_progress)
     outs = _outputs(args)
@@ -227,10 +343,14 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         weights=_weights(args),
         method=args.method,
+        pet_range=tuple(args.pet_range) if args.pet_range else None,
     )
+    _check_appearance(opts)  # before the slow work, even when the modality does not use them
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
+    if not args.ignore_modality_tag:
+        check_modality_tags(mri, moving, args.modality)
     rep.stage("fuse", f"Registering ({args.register}) and fusing along the {args.axis} axis")
     result = fuse_volumes(
         mri,
@@ -238,28 +358,64 @@ def run(args: argparse.Namespace) -> int:
         opts,
         progress=rep.progress,
         log=rep.log,
+        warn=rep.warn,
         registration_progress=rep.registration,
     )
-    rep.stage("write", f"Writing {outs['fused']}")
-    written = {"fused": str(write_volume(Volume.from_array(result.fused, mri), outs["fused"], mri))}
-    if "regions" in outs:
-        written["regions"] = str(
-            write_volume(Volume.from_array(result.regions, mri), outs["regions"], mri)
-        )
+    rep.stage("write", f"Writing {', '.join(str(p) for p in outs.values())}")
     rows = metrics_rows(result)
-    if "metrics" in outs:
-        write_text_atomic(outs["metrics"], metrics_csv_text(rows))
-        written["metrics"] = str(outs["metrics"])
-    if "transform" in outs and result.registration is not None:
-        written["transform"] = str(save_transform(result.registration, outs["transform"]))
+    if result.registration is None:
+        outs.pop("transform", None)
+    _write_outputs(outs, result, mri, metrics_csv_text(rows))
     summary = {
         "registration": result.registration.figures() if result.registration else None,
         "volume_metrics": result.volume_metrics,
         "region_metrics": result.region_metrics,
         "info": result.info,
     }
-    rep.emit(event="done", outputs=written, **summary)
+    rep.emit(event="done", outputs={k: str(v) for k, v in outs.items()}, **summary)
     if not args.json_progress:
         for row in rows[:4]:
             print(row["scope"].ljust(14), "  ".join(f"{k} {row[k]:.4f}" for k in METRIC_NAMES))
     return 0
+
+
+def _check_appearance(opts: FusionOptions) -> None:
+    """Refuse a bad CT window, colour map or PET/SPECT range before reading anything."""
+    import numpy as np
+
+    from EDPSNLib.fusion.normalize import check_display_range, colormap_lut, window_ct
+
+    window_ct(np.zeros(1, np.float32), opts.ct_window)
+    if opts.colormap:
+        colormap_lut(opts.colormap)
+    if opts.pet_range is not None:
+        check_display_range(*opts.pet_range)
+
+
+def _write_outputs(
+    outs: dict[str, Path], result: VolumeFusion, mri: Volume, metrics_csv: str
+) -> None:
+    """Write the output set all or nothing: each to a temporary beside it, then all renamed."""
+    from EDPSNLib.volume.io import Volume, write_volume
+    from EDPSNLib.volume.transforms import save_transform
+
+    def volume(key: str, array: object) -> None:
+        try:
+            write_volume(Volume.from_array(array, mri), tmp[key], mri)
+        except InputError as exc:  # name the output the user asked for, not its temporary
+            raise InputError(str(exc).replace(str(tmp[key].resolve()), str(outs[key]))) from None
+
+    with atomic_paths(outs) as tmp:
+        volume("fused", result.fused)
+        if "regions" in tmp:
+            volume("regions", result.regions)
+        if "metrics" in tmp:
+            try:
+                tmp["metrics"].write_text(metrics_csv)
+            except OSError as exc:
+                raise InputError(
+                    f"Could not write {outs['metrics']}: {exc.strerror}. "
+                    "Check free disk space and permissions."
+                ) from None
+        if "transform" in tmp:
+            save_transform(result.registration, tmp["transform"])

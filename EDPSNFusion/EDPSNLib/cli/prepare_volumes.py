@@ -11,6 +11,7 @@ from EDPSNLib.cli.fuse import (
     add_input_arguments,
     add_series_arguments,
     add_slicing_arguments,
+    check_modality_tags,
     parse_window,
 )
 from EDPSNLib.names import REGISTRATION_METHODS
@@ -69,6 +70,7 @@ def train_command(root: str, pair: str, size: tuple[int, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Read, register, write the slices and print what to run next."""
+    from EDPSNLib.fusion.pipeline import FusionOptions
     from EDPSNLib.training.dataset_writer import dataset_summary
     from EDPSNLib.training.volume_dataset import prepare_volume_pair
     from EDPSNLib.volume.io import read_volume
@@ -78,19 +80,23 @@ def run(args: argparse.Namespace) -> int:
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
     mri = read_volume(args.mri, **_series(args.mri_series))
     moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
+    if not args.ignore_modality_tag:
+        check_modality_tags(mri, moving, args.modality)
     rep.stage("prepare", f"Registering ({args.register}) and slicing along the {args.axis} axis")
     result = prepare_volume_pair(
         mri,
         moving,
-        args.modality,
+        FusionOptions(
+            args.modality,
+            register=args.register,
+            init=args.init,
+            orientation=args.orientation,
+            ct_window=window,
+            colormap=args.colormap,
+            axis=args.axis,
+        ),
         args.out,
         args.case,
-        args.register,
-        init=args.init,
-        orientation=args.orientation,
-        axis=args.axis,
-        ct_window=window,
-        colormap=args.colormap,
         test_fraction=args.test_fraction,
         test_gap=args.test_gap,
         size=args.size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from EDPSNLib import names
-from EDPSNLib.errors import InputError
+from EDPSNLib.errors import EDPSNWarning, InputError
 from EDPSNLib.paths import harvard_root
 
 #: The three modality pairs and the folder name of the functional image in each.
@@ -154,16 +155,32 @@ def list_pairs(pair: str, split: str = "test", root: str | Path | None = None) -
     return [HarvardPair(n, pair, mri[n], other[n]) for n in names]
 
 
+def _grey_from_rgb(rgb: np.ndarray, path: Path) -> np.ndarray:
+    """An RGB image used as grey: its first channel when the three are equal (grey saved as
+    colour, common in published fusion sets), else its luma, with a warning."""
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0])
+    warnings.warn(
+        f"{path} is a colour image where a grey one is expected; its channels differ, so its "
+        "luma (0.299 R + 0.587 G + 0.114 B) is used. Check that the folders are not swapped.",
+        EDPSNWarning,
+        stacklevel=3,
+    )
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
 def read_image(path: Path, channels: int | tuple[int, ...]) -> np.ndarray:
-    """Read an 8-bit image file, checking its channel count.
+    """Read an 8-bit image as uint8 (H, W) or (H, W, 3), checking its channel count.
+
+    A grey image stored as RGB (three equal channels) is read as grey where grey is expected;
+    a colour one gives its luma and an :class:`EDPSNWarning`.
 
     Args:
-        path: the image file.
-        channels: the channel counts accepted: 1 (grey) and/or 3 (RGB); a grey file is
-            repeated to RGB when only 3 is accepted.
+        path: the image file (PNG, JPEG, ... anything PIL reads).
+        channels: 1 for grey, 3 for RGB, or a tuple of the counts accepted.
 
     Returns:
-        uint8 (H, W) for grey, (H, W, 3) for RGB.
+        uint8 array, (H, W) for grey or (H, W, 3) for RGB.
 
     Raises:
         InputError: an unreadable file or an image of another kind.
@@ -172,18 +189,21 @@ def read_image(path: Path, channels: int | tuple[int, ...]) -> np.ndarray:
         >>> read_image(list_pairs("MRI-PET", "test")[0].func_path, 3).shape
         (256, 256, 3)
     """
+    accepted = np.atleast_1d(channels)
     try:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
-            if mode in ("L", "P", "I;16", "I", "F") and 1 in np.atleast_1d(channels):
+            if mode in ("L", "P", "I;16", "I", "F") and 1 in accepted:
                 arr = np.asarray(img.convert("L"))
-            elif mode in ("RGB", "RGBA") and 3 in np.atleast_1d(channels):
+            elif mode in ("RGB", "RGBA") and 3 in accepted:
                 arr = np.asarray(img.convert("RGB"))
-            elif mode == "L" and 3 in np.atleast_1d(channels):
+            elif mode in ("RGB", "RGBA") and 1 in accepted:
+                arr = _grey_from_rgb(np.asarray(img.convert("RGB")), path)
+            elif mode == "L" and 3 in accepted:
                 arr = np.repeat(np.asarray(img)[..., None], 3, axis=-1)
             else:
-                want = " or ".join(str(c) for c in np.atleast_1d(channels))
+                want = " or ".join(str(c) for c in accepted)
                 raise InputError(f"{path} has image mode {mode}; expected {want} channel(s).")
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError(f"Cannot read image {path}: {exc}. Replace or remove the file.") from exc

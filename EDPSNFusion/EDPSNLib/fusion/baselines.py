@@ -61,6 +61,16 @@ def check_pair(mri: np.ndarray, func: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
     Raises :class:`InputError` on a shape mismatch, wrong channel count, NaN/inf or values
     outside [0, 1].
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+
+    Returns:
+        ``(mri, func)`` as float64 clipped to [0, 1].
+
+    Raises:
+        InputError: on a shape mismatch, a wrong channel count, NaN/inf or values outside [0, 1].
     """
     mri_shape, func_shape = np.shape(mri), np.shape(func)
     if len(mri_shape) != 2:
@@ -87,6 +97,19 @@ def fuse_luminance(fuse_grey: GreyRule, mri: np.ndarray, func: np.ndarray) -> np
     """Apply a grey fusion rule to (MRI, functional); RGB is fused on Y with Cb, Cr restored.
 
     Returns the functional image's shape (H, W) or (H, W, 3), float32 on [0, 1].
+
+    Args:
+        fuse_grey: a rule of two grey float64 images (H, W) giving one (H, W).
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
+
+    Example:
+        >>> out = fuse_luminance(np.maximum, np.zeros((4, 4)), np.full((4, 4, 3), 0.5))
+        >>> out.shape, float(out.max())
+        ((4, 4, 3), 0.5)
     """
     mri64, func64 = check_pair(mri, func)
     y, cbcr = split_luma(func64)
@@ -120,6 +143,17 @@ def pca_weights(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
     Magnitudes of the eigenvector are used so anti-correlated inputs still get weights on
     [0, 1]; two constant images get (0.5, 0.5).
+
+    Args:
+        a: first image, any shape.
+        b: second image, the same number of pixels.
+
+    Returns:
+        ``(w_a, w_b)``, each on [0, 1], summing to 1.
+
+    Example:
+        >>> pca_weights(np.zeros((3, 3)), np.zeros((3, 3)))
+        (0.5, 0.5)
     """
     cov = np.cov(np.stack([np.ravel(a), np.ravel(b)]).astype(np.float64), bias=True)
     _, vecs = np.linalg.eigh(cov)  # eigenvalues ascending: last column is the principal axis
@@ -173,7 +207,20 @@ def _expand(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
     """Laplacian pyramid ``[L_0 (H, W), ..., L_{levels-1}, base]``; exactly inverted by
-    :func:`collapse_laplacian` for any size (each level is ceil(n / 2) of the one above)."""
+    :func:`collapse_laplacian` for any size (each level is ceil(n / 2) of the one above).
+
+    Args:
+        image: grey image (H, W).
+        levels: number of detail levels (>= 0).
+
+    Returns:
+        ``levels`` detail images, finest first, then the base, float64.
+
+    Example:
+        >>> img = np.arange(35.0).reshape(5, 7)
+        >>> bool(np.allclose(collapse_laplacian(laplacian_pyramid(img, 2)), img))
+        True
+    """
     if levels < 0:
         raise InputError(f"levels must be >= 0, got {levels}.")
     current = np.asarray(image, dtype=np.float64)
@@ -187,7 +234,14 @@ def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
 
 
 def collapse_laplacian(pyramid: list[np.ndarray]) -> np.ndarray:
-    """Rebuild the image from :func:`laplacian_pyramid` output (finest level first)."""
+    """Rebuild the image from :func:`laplacian_pyramid` output (finest level first).
+
+    Args:
+        pyramid: detail levels, finest first, then the base.
+
+    Returns:
+        The image (H, W) of the finest level's size, float64.
+    """
     current = pyramid[-1]
     for detail in reversed(pyramid[:-1]):
         current = detail + _expand(current, detail.shape)
@@ -205,17 +259,45 @@ def _laplacian_rule(a: np.ndarray, b: np.ndarray, levels: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- public API
 def fuse_mean(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
-    """Pixel average of the MRI and the functional image (luminance for RGB)."""
+    """Pixel average of the MRI and the functional image (luminance for RGB).
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
+
+    Example:
+        >>> float(fuse_mean(np.zeros((2, 2)), np.ones((2, 2)))[0, 0])
+        0.5
+    """
     return fuse_luminance(_mean_rule, mri, func)
 
 
 def fuse_max(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
-    """Pixel maximum of the MRI and the functional image (luminance for RGB)."""
+    """Pixel maximum of the MRI and the functional image (luminance for RGB).
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
+    """
     return fuse_luminance(_max_rule, mri, func)
 
 
 def fuse_pca(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
-    """Weighted average with weights from :func:`pca_weights` (favouring higher variance)."""
+    """Weighted average with weights from :func:`pca_weights` (favouring higher variance).
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
+    """
     return fuse_luminance(_pca_rule, mri, func)
 
 
@@ -229,6 +311,15 @@ def fuse_dwt(
 
     ``levels`` is lowered to what the image size allows (``pywt.dwt_max_level``); images
     smaller than the wavelet filter fall back to the mean.
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+        wavelet: a discrete PyWavelets wavelet name.
+        levels: decomposition levels (>= 1, lowered to what the size allows).
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
     """
     try:
         wav = pywt.Wavelet(wavelet)
@@ -247,6 +338,14 @@ def fuse_laplacian(
     """Laplacian pyramid fusion (Burt-Adelson 5x5): max-abs detail levels, mean base.
 
     ``levels`` is lowered so the base is at least one pixel (``ceil(log2(min(H, W)))``).
+
+    Args:
+        mri: grey MRI slice (H, W) on [0, 1].
+        func: functional slice, grey (H, W) or RGB (H, W, 3), on [0, 1].
+        levels: pyramid detail levels (>= 1, lowered to what the size allows).
+
+    Returns:
+        The fused slice in the functional image's shape, float32 on [0, 1].
     """
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
         raise InputError(f"Laplacian pyramid levels must be an integer >= 1, got {levels!r}.")

@@ -47,7 +47,21 @@ def evaluate_method(
     batch: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
-    """Fuse every pair of a split with one method; metrics on the rounded uint8 fused images."""
+    """Fuse every pair of a split with one method; metrics on the rounded uint8 fused images.
+
+    Args:
+        pair: the modality pair, e.g. ``MRI-PET``.
+        split: ``train``, ``val``, ``test``, ``trainval`` or ``all`` (see ``data.harvard``).
+        method: a baseline name or ``edpsn``.
+        weights: EDPSN weights file or name (default: the shipped weights of the pair).
+        root: a Harvard-layout folder (default: the shared data).
+        device: torch device for ``edpsn``.
+        batch: images per call of the method.
+        progress: called with the number of images done after each batch.
+
+    Returns:
+        The fused images (uint8), their names and their per-image metrics.
+    """
     pairs = list_pairs(pair, split, root)
     mri, func = load_pairs(pairs)
     fuse = fusion_method(method, pair, weights=weights, device=device)
@@ -64,7 +78,14 @@ def evaluate_method(
 
 
 def per_image_csv(ev: Evaluation) -> str:
-    """CSV text: one row per image with the seven metrics."""
+    """CSV text: one row per image with the seven metrics.
+
+    Args:
+        ev: one method's evaluation.
+
+    Returns:
+        The CSV text (header ``name`` and the metric names).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["pair", "method", "image", *METRIC_NAMES])
@@ -76,7 +97,15 @@ def per_image_csv(ev: Evaluation) -> str:
 
 
 def summary_markdown(evals: Sequence[Evaluation], decimals: int = 4) -> str:
-    """One Markdown table per pair: methods as rows, mean metrics as columns, best in bold."""
+    """One Markdown table per pair: methods as rows, mean metrics as columns, best in bold.
+
+    Args:
+        evals: evaluations of one or more pairs and methods.
+        decimals: digits shown.
+
+    Returns:
+        Markdown text.
+    """
     lines: list[str] = []
     for pair in dict.fromkeys(ev.pair for ev in evals):
         group = [ev for ev in evals if ev.pair == pair]
@@ -97,7 +126,14 @@ def summary_markdown(evals: Sequence[Evaluation], decimals: int = 4) -> str:
 
 
 def summary_csv(evals: Sequence[Evaluation]) -> str:
-    """CSV text: one row per (pair, method) with the mean of each metric."""
+    """CSV text: one row per (pair, method) with the mean of each metric.
+
+    Args:
+        evals: evaluations of one or more pairs and methods.
+
+    Returns:
+        The CSV text (header ``pair,method`` and the metric names).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["pair", "split", "method", "n", *METRIC_NAMES])
@@ -112,7 +148,16 @@ def summary_csv(evals: Sequence[Evaluation]) -> str:
 def write_evaluations(
     evals: Sequence[Evaluation], out_dir: str | Path, save_images: bool = True
 ) -> Path:
-    """Write fused PNGs, per-image CSVs and the summaries; each method folder appears whole or not at all."""
+    """Write fused PNGs, per-image CSVs and the summaries; each method folder appears whole or not at all.
+
+    Args:
+        evals: evaluations to write.
+        out_dir: the output folder (created when missing).
+        save_images: also write the fused PNGs.
+
+    Returns:
+        The output folder.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for ev in evals:

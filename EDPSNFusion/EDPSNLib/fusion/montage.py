@@ -24,7 +24,16 @@ def _rgb(x: np.ndarray) -> np.ndarray:
 
 
 def region_overlay(background: np.ndarray, labels: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """Blend region colours over a grey or RGB slice; background label 0 stays untouched."""
+    """Blend region colours over a grey or RGB slice; background label 0 stays untouched.
+
+    Args:
+        background: a grey (H, W) or RGB (H, W, 3) uint8 slice.
+        labels: region labels (H, W): 0 background, 1 low, 2 mid, 3 high.
+        opacity: weight of the region colour (0 invisible, 1 opaque).
+
+    Returns:
+        The blended RGB slice (H, W, 3), uint8.
+    """
     base = _rgb(background).astype(np.float32)
     lut = np.array([c[:3] for _, c in REGION_COLORS], np.float32)
     alpha = np.where(labels[..., None] > 0, opacity, 0.0).astype(np.float32)
@@ -39,7 +48,19 @@ def fusion_montage(
     slices: list[int],
     titles: tuple[str, ...] = ("MRI", "functional", "fused", "regions"),
 ) -> np.ndarray:
-    """Rows of (MRI, functional, fused, regions over MRI) for the given slice indices (axis 0)."""
+    """Rows of (MRI, functional, fused, regions over MRI) for the given slice indices (axis 0).
+
+    Args:
+        mri: MRI slices (N, H, W), uint8 (floats on [0, 1] are converted).
+        func: functional slices (N, H, W) or (N, H, W, 3), uint8.
+        fused: fused slices (N, H, W) or (N, H, W, 3), uint8.
+        regions: region labels (N, H, W).
+        slices: the slice indices shown, one row each.
+        titles: the column titles.
+
+    Returns:
+        The montage as an RGB image, uint8: a title strip, then one row of 4 tiles per slice.
+    """
     from PIL import Image, ImageDraw  # here, so the Slicer scene adapter can import the colours
 
     tiles = []
@@ -56,7 +77,19 @@ def fusion_montage(
 
 
 def pick_slices(tissue: np.ndarray, count: int = 4) -> list[int]:
-    """``count`` evenly spread slice indices among those with tissue."""
+    """``count`` evenly spread slice indices among those with tissue.
+
+    Args:
+        tissue: (N,) bool, the slices that hold tissue.
+        count: how many slices to pick.
+
+    Returns:
+        Sorted slice indices (fewer when fewer slices hold tissue).
+
+    Example:
+        >>> pick_slices(np.array([False, True, True, True, True, False]), 2)
+        [2, 3]
+    """
     idx = np.flatnonzero(tissue)
     if len(idx) == 0:
         return []

@@ -50,7 +50,14 @@ __all__ = [
 
 
 def ijk_to_ras_matrix(volume: Volume) -> np.ndarray:
-    """The 4x4 IJK-to-RAS matrix of a core volume (what a Slicer volume node holds)."""
+    """The 4x4 IJK-to-RAS matrix of a core volume (what a Slicer volume node holds).
+
+    Args:
+        volume: a core volume (LPS geometry).
+
+    Returns:
+        The 4x4 matrix mapping voxel indices (i, j, k, 1) to RAS millimetres.
+    """
     m = np.eye(4)
     m[:3, :3] = volume.direction * np.asarray(volume.spacing)[None, :]
     m[:3, 3] = volume.origin
@@ -58,7 +65,16 @@ def ijk_to_ras_matrix(volume: Volume) -> np.ndarray:
 
 
 def volume_from_ijk_to_ras(array: np.ndarray, ijk_to_ras: np.ndarray, modality: str = "") -> Volume:
-    """A core volume from (K, J, I) or (K, J, I, 3) voxels and a 4x4 IJK-to-RAS matrix."""
+    """A core volume from (K, J, I) or (K, J, I, 3) voxels and a 4x4 IJK-to-RAS matrix.
+
+    Args:
+        array: voxels (K, J, I) or (K, J, I, 3), as a Slicer node's array.
+        ijk_to_ras: the 4x4 IJK-to-RAS matrix.
+        modality: the modality recorded in the volume.
+
+    Returns:
+        The volume with LPS geometry.
+    """
     arr = np.asarray(array)
     m = np.asarray(ijk_to_ras, dtype=np.float64)
     if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] != 3) or 0 in arr.shape:
@@ -81,7 +97,14 @@ def volume_from_ijk_to_ras(array: np.ndarray, ijk_to_ras: np.ndarray, modality: 
 
 
 def sitk_transform_from_ras(moving_to_fixed: np.ndarray) -> sitk.AffineTransform:
-    """The ITK resampling transform (fixed->moving, LPS) of a Slicer "to parent" RAS matrix."""
+    """The ITK resampling transform (fixed->moving, LPS) of a Slicer "to parent" RAS matrix.
+
+    Args:
+        moving_to_fixed: the 4x4 RAS matrix moving the moving volume onto the fixed one.
+
+    Returns:
+        The affine transform mapping fixed LPS points to moving LPS points.
+    """
     t = np.asarray(moving_to_fixed, dtype=np.float64)
     if (
         t.shape != (4, 4)
@@ -154,6 +177,22 @@ def score_fused_volume(
     background, 1 low, 2 mid, 3 high) must lie on the MRI's grid. ``moving_to_mri`` is the
     registration as a Slicer "to parent" RAS matrix (None: the moving volume is already placed
     in world space). Without ``regions`` they are computed as ``edpsn fuse`` does (needs torch).
+
+    Args:
+        mri: the MRI as ``(voxels, ijk_to_ras)``.
+        moving: the CT, PET or SPECT volume as ``(voxels, ijk_to_ras)``.
+        fused: the fused volume on the MRI grid as ``(voxels, ijk_to_ras)``.
+        modality: CT, PET or SPECT.
+        moving_to_mri: the registration as a 4x4 RAS matrix, or None.
+        regions: the region labelmap on the MRI grid, or None to compute it.
+        ct_window: the CT window the fusion used.
+        colormap: the PET/SPECT colour map the fusion used (None: the default).
+        axis: the slicing axis the fusion used.
+        batch_size: slices scored per batch.
+        progress: called with (slices done, slices to do).
+
+    Returns:
+        The metrics (per slice, volume, regions) and the labels, as :func:`fuse_volumes` gives.
     """
     mri_v = volume_from_ijk_to_ras(*mri, modality="MR")
     moving_v = volume_from_ijk_to_ras(*moving, modality=modality)
@@ -193,7 +232,14 @@ def _same_grid(a: Volume, b: Volume) -> bool:
 
 
 def slice_series(result: VolumeFusion) -> tuple[list[int], dict[str, list[float]]]:
-    """Per-slice metrics of the tissue slices, ready to plot: (slice indices, {metric: values})."""
+    """Per-slice metrics of the tissue slices, ready to plot: (slice indices, {metric: values}).
+
+    Args:
+        result: a fusion or scoring result.
+
+    Returns:
+        ``(slice indices, {metric: values})`` of the tissue slices.
+    """
     idx = np.flatnonzero(result.tissue)
     return idx.tolist(), {k: result.slice_metrics[k][idx].tolist() for k in METRIC_NAMES}
 

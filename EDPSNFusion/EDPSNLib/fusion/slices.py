@@ -24,7 +24,17 @@ class SliceFuser(Protocol):
 
 
 def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; an unusable explicit choice is an error."""
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; an unusable explicit choice is an error.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Returns:
+        The device to use.
+
+    Raises:
+        InputError: when an explicit device is not usable here.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -129,7 +139,20 @@ def make_slice_fuser(
     batch_size: int | None = None,
     log: Log | None = None,
 ) -> tuple[SliceFuser, dict]:
-    """A fuser for ``method`` ('edpsn' or a baseline name) and a description of what it uses."""
+    """A fuser for ``method`` ('edpsn' or a baseline name) and a description of what it uses.
+
+    Args:
+        method: ``edpsn`` or a baseline name.
+        pair: the modality pair, e.g. ``MRI-PET``.
+        weights: weights file or name (``edpsn`` only; None: the shipped weights).
+        device: torch device or ``auto``.
+        batch_size: slices per forward pass (None: 4 on CPU, 16 on CUDA).
+        log: receives what was chosen (device, weights, fallbacks).
+
+    Returns:
+        The fuser, a function of (B, H, W) MRI and functional batches on [0, 1] giving the fused
+        batch and the region index per pixel, and a description (method, device, weights).
+    """
     if method != NETWORK_METHOD:
         return BaselineSliceFuser(method), {"method": method}
     from EDPSNLib.models.lookup import resolve_weights

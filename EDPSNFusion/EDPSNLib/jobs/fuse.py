@@ -45,6 +45,30 @@ class FuseJob:
     device: str = "auto"
     batch_size: int = 4  # slices per pass; small batches are fastest on a CPU
     model: str = ""  # "" default weights, "method:NAME" a baseline, else a weights file or name
+    pet_range: tuple[float, float] | None = None  # PET/SPECT display range; None: the default
+
+
+def parse_pet_range(text: str) -> tuple[float, float] | None:
+    """The module's PET/SPECT range field: '' or 'auto' -> None (the default), 'LOW HIGH' (or
+    'LOW, HIGH') -> two floats with LOW < HIGH.
+
+    Example:
+        >>> parse_pet_range("0 12"), parse_pet_range("")
+        ((0.0, 12.0), None)
+    """
+    words = text.replace(",", " ").split()
+    if not words or words == ["auto"]:
+        return None
+    try:
+        low, high = (float(w) for w in words)
+    except ValueError:
+        low = high = float("nan")
+    if not low < high:  # also false for NaN
+        raise InputError(
+            f"PET/SPECT range '{text}' is not LOW HIGH with LOW < HIGH (e.g. 0 12); leave it "
+            "empty for the default range."
+        )
+    return low, high
 
 
 def fuse_files(folder: str | Path) -> dict[str, Path]:
@@ -112,6 +136,8 @@ def fuse_arguments(job: FuseJob, files: dict[str, Path]) -> list[str]:
         args += ["--transform", files["transform"]]
     if job.colormap:
         args += ["--colormap", job.colormap]
+    if job.pet_range is not None and job.modality != "CT":
+        args += ["--pet-range", *(repr(float(v)) for v in job.pet_range)]
     if job.model.startswith(METHOD_PREFIX):
         args += ["--method", job.model[len(METHOD_PREFIX) :]]
     elif job.model:

@@ -23,9 +23,7 @@ from EDPSNLib.fusion.normalize import (
     CT_WINDOWS,
     DEFAULT_COLORMAP,
     colormap_lut,
-    functional_range,
     robust_range,
-    to_uint8,
     window_ct,
 )
 from EDPSNLib.fusion.pipeline import (
@@ -43,19 +41,17 @@ from EDPSNLib.training.dataset_writer import (
     check_slice_size,
     read_manifest,
     remove_case,
-    tissue_slices,
+)
+from EDPSNLib.training.volume_slices import (
+    TISSUE_FRACTION,
+    TISSUE_LEVEL,
+    tissue_training_slices,
 )
 from EDPSNLib.volume.io import Volume, read_volume, validate_volume
 from EDPSNLib.volume.registration import RegistrationResult
 
-#: Tissue rule for a training slice (see :func:`dataset_writer.tissue_slices`): both images
-#: above this level in at least this fraction of the pixels.
-TISSUE_LEVEL = 0.05
-TISSUE_FRACTION = 0.05
 #: Slices dropped between the train and test blocks (neighbours are near-duplicates).
 DEFAULT_TEST_GAP = 2
-#: Slices normalised per batch (bounds the float32 working memory).
-BATCH = 16
 #: A scalar PET/SPECT with this share of voxels below -500 looks like CT in Hounsfield units.
 _HU_AIR, _HU_SHARE = -500.0, 0.05
 
@@ -144,30 +140,6 @@ def _check_options(opts: FusionOptions, is_rgb: bool) -> dict[str, Any]:
     return {"colormap": cmap}
 
 
-def _pad_square(x: np.ndarray, fill: float) -> np.ndarray:
-    """Centre (N, H, W[, 3]) slices in an S x S square (S = max(H, W)), filled with ``fill``."""
-    h, w = x.shape[1:3]
-    s = max(h, w)
-    top, left = (s - h) // 2, (s - w) // 2
-    pad = [(0, 0), (top, s - h - top), (left, s - w - left)] + [(0, 0)] * (x.ndim - 3)
-    return np.pad(x, pad, constant_values=fill)
-
-
-def _resize(x01: np.ndarray, size: int) -> np.ndarray:
-    """Square (N, S, S[, 3]) slices on [0, 1] to (N, size, size[, 3]); antialiased bilinear."""
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(x01, dtype=np.float32))
-    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t[:, None]
-    if t.shape[-1] != size:
-        t = F.interpolate(
-            t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-    t = t.permute(0, 2, 3, 1) if x01.ndim == 4 else t[:, 0]
-    return t.numpy()
-
-
 def _registration_record(opts: FusionOptions, reg: RegistrationResult | None) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "mode": opts.register,
@@ -224,57 +196,13 @@ def split_blocks(n: int, test_fraction: float, gap: int) -> tuple[np.ndarray, np
     return train, test
 
 
-def _slices(
-    todo: np.ndarray,
-    mri01: np.ndarray,
-    mov: np.ndarray,
-    func_norm: Callable,
-    fill: float,
-    size: int | None,
-    progress: Progress | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tissue slices (indices, MRI uint8, functional uint8), normalised batch by batch."""
-    # ``todo``: the slices the pipeline fuses (MRI tissue); a training slice also needs tissue
-    # in the functional image, or the network learns to copy the MRI.
-    keep, mri_out, func_out = [], [], []
-    for done in range(0, len(todo), BATCH):
-        idx = todo[done : done + BATCH]
-        m, f_raw = mri01[idx], mov[idx]
-        f = func_norm(f_raw)
-        ok = tissue_slices(m, f, TISSUE_LEVEL, TISSUE_FRACTION)
-        if len(ok):
-            m, f = m[ok], f[ok]
-            if size is not None:  # pad the raw values: as if the field of view were larger
-                m = _resize(_pad_square(m, 0.0), size)
-                f = _resize(func_norm(_pad_square(f_raw[ok], fill)), size)
-            keep.append(idx[ok])
-            mri_out.append(to_uint8(m))
-            func_out.append(to_uint8(f))
-        if progress is not None:
-            progress(min(done + BATCH, len(todo)), len(todo))
-    if not keep:
-        raise InputError(
-            f"No slice has tissue in both images ({len(todo)} of {len(mri01)} slices have MRI "
-            "tissue, none also has the functional image above "
-            f"{TISSUE_LEVEL:g} in {TISSUE_FRACTION:.0%} of its pixels). Check the pairing, the "
-            "registration, the CT window or the slice axis."
-        )
-    return np.concatenate(keep), np.concatenate(mri_out), np.concatenate(func_out)
-
-
 def prepare_volume_pair(
     mri: Volume | str | os.PathLike,
     moving: Volume | str | os.PathLike,
-    modality: str,
+    opts: FusionOptions,
     out: str | os.PathLike,
     case: str | None = None,
-    register: str = "rigid",
     *,
-    init: str = "auto",
-    orientation: str = "header",
-    axis: str = "axial",
-    ct_window: str | tuple[float, float] = "brain",
-    colormap: str | None = None,
     test_fraction: float = 0.0,
     test_gap: int = DEFAULT_TEST_GAP,
     size: int | None = None,
@@ -284,10 +212,25 @@ def prepare_volume_pair(
     """Register ``moving`` onto ``mri`` as ``edpsn fuse`` does and add its tissue slices to the
     data set ``out`` as case ``case`` (train), and ``<case>-test`` for the held-out block.
 
-    ``register='none'`` takes the volumes as aligned in world coordinates. ``size`` pads each
-    slice to a square and resamples it to ``size`` x ``size``. Re-running replaces the case.
+    Args:
+        mri: the MRI volume or its path.
+        moving: the CT, PET or SPECT volume or its path.
+        opts: the fusion options (modality, registration, window or colour map, axis) the
+            slices are normalised with, exactly as ``edpsn fuse`` would.
+        out: the data set folder (Harvard layout, created when missing).
+        case: the case name (default: from the MRI's file name).
+        test_fraction: share of the tissue slices held out as a middle block.
+        test_gap: slices dropped on each side of the held-out block.
+        size: pad each slice to a square and resample it to ``size`` x ``size``.
+        progress: called with (slices done, slices to do).
+        log: receives progress messages.
+
+    Returns:
+        What was written. ``opts.register='none'`` takes the volumes as aligned in world
+        coordinates. Re-running replaces the case.
     """
     say = log or (lambda _msg: None)
+    modality, register = opts.modality, opts.register
     mri_vol, mov_vol = _load(mri, "MRI"), _load(moving, modality)
     if mri_vol.is_rgb:
         raise InputError("The MRI volume is RGB; give the scalar MR series as the reference.")
@@ -311,15 +254,6 @@ def prepare_volume_pair(
                     f"Case '{case}' (named after the MRI file) is already in {root}, made from "
                     f"another MRI ({other}); give this one its own name with --case."
                 )
-    opts = FusionOptions(
-        modality=modality,
-        register=register,
-        init=init,
-        orientation=orientation,
-        ct_window=ct_window,
-        colormap=colormap,
-        axis=axis,
-    )
     functional = _check_options(opts, mov_vol.is_rgb)
     _check_split(test_fraction, test_gap)  # bad values fail before the registration
 
@@ -337,11 +271,13 @@ def prepare_volume_pair(
         )
     ax, mri01, mov_arr, func_norm = inputs.axis, inputs.mri01, inputs.moving, inputs.functional
     mri_arr = np.moveaxis(mri_vol.array, ax, 0)
-    if "colormap" in functional:
-        functional["range"] = list(functional_range(mov_arr))
+    if inputs.display_range is not None:
+        functional["range"] = list(inputs.display_range)
     fill = 0.0 if resampled.is_rgb else float(mov_arr.min())  # what resample_to puts outside
     todo = np.flatnonzero(inputs.tissue)
-    indices, mri_u8, func_u8 = _slices(todo, mri01, mov_arr, func_norm, fill, size, progress)
+    indices, mri_u8, func_u8 = tissue_training_slices(
+        todo, mri01, mov_arr, func_norm, fill, size, progress
+    )
 
     train_pos, test_pos = split_blocks(len(indices), test_fraction, test_gap)
     hw = tuple(int(v) for v in mri_u8.shape[1:3])
@@ -354,7 +290,7 @@ def prepare_volume_pair(
         "mri_shape_zyx": list(mri_vol.shape),
         "moving_shape_zyx": list(mov_vol.shape),
         "registration": _registration_record(opts, reg),
-        "axis": {"name": axis, "array_axis_zyx": ax, "slices": len(mri01)},
+        "axis": {"name": opts.axis, "array_axis_zyx": ax, "slices": len(mri01)},
         "normalisation": {
             "mri": {"percentiles": [0.5, 99.5], "range": [min(lo, float(mri_arr.min())), hi]},
             "functional": functional,

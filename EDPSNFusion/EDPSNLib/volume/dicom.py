@@ -131,6 +131,49 @@ def _check_positions(pos: np.ndarray, step: float, source: str) -> float:
     return deviation
 
 
+def damaged_files(folder: str | os.PathLike, readable: set[str] | None = None) -> list[Path]:
+    """Files of ``folder`` that are not complete DICOM images (truncated or damaged).
+
+    A file GDCM could not parse is left out of every series, so a damaged slice shows up as a
+    gap; naming it tells the user which file to replace.
+
+    Args:
+        folder: the series folder.
+        readable: paths known to be readable (skipped, to keep the check fast).
+
+    Returns:
+        The damaged files, sorted by name.
+    """
+    bad = []
+    for f in sorted(Path(folder).iterdir()):
+        if not f.is_file() or f.name.startswith(".") or str(f) in (readable or set()):
+            continue
+        try:
+            ds = pydicom.dcmread(f)
+            if "PixelData" in ds:
+                need = int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) // 8
+                need *= int(ds.get("SamplesPerPixel", 1)) * int(ds.get("NumberOfFrames", 1) or 1)
+                if len(ds.PixelData) < need:
+                    bad.append(f)
+        except Exception:  # pydicom raises several types for damaged files
+            bad.append(f)
+    return bad
+
+
+def _with_damaged_files(exc: InputError, path: str | os.PathLike, files: list[str]) -> InputError:
+    """The error, naming the folder's damaged files when there are any (their likely cause)."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    bad = damaged_files(folder, set(files))
+    if not bad:
+        return exc
+    names = ", ".join(f.name for f in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    return InputError(
+        f"{folder}: {len(bad)} file(s) are truncated or damaged and were left out of the "
+        f"series: {names}. Replace them from the original export (the rest of the series: "
+        f"{exc})"
+    )
+
+
 def read_dicom_series(
     path: str | os.PathLike, series_uid: str | None = None, series_description: str | None = None
 ) -> tuple[sitk.Image, dict[str, Any]]:
@@ -159,9 +202,13 @@ def read_dicom_series(
             reader.SetOutputPixelType(sitk.sitkFloat32)
             image = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(
-            f"Cannot read the DICOM series in {path}: "
-            f"{str(exc).strip().splitlines()[-1][:200]}. Check that the files are complete."
+        raise _with_damaged_files(
+            InputError(
+                f"Cannot read the DICOM series in {path}: "
+                f"{str(exc).strip().splitlines()[-1][:200]}. Check that the files are complete."
+            ),
+            path,
+            [],
         ) from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warn)
@@ -172,7 +219,10 @@ def read_dicom_series(
     if image.GetDimension() == 3 and image.GetSize()[2] > 1:
         normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
         pos = _slice_positions(reader, len(files), normal)
-        meta["slice_deviation_mm"] = _check_positions(pos, image.GetSpacing()[2], str(path))
+        try:
+            meta["slice_deviation_mm"] = _check_positions(pos, image.GetSpacing()[2], str(path))
+        except InputError as exc:
+            raise _with_damaged_files(exc, path, files) from None
     return image, meta
 
 
@@ -217,7 +267,7 @@ def suv_factor(
     if units != "BQML":
         raise InputError(
             f"PET Units are '{units}', not BQML; SUV conversion needs activity concentration "
-            "in Bq/ml. Read the volume without suv=True."
+            "in Bq/ml. Read the volume without SUV conversion (--suv)."
         )
     missing = []
     weight = float(ds.get("PatientWeight") or 0.0)
@@ -234,7 +284,7 @@ def suv_factor(
     if missing:
         raise InputError(
             f"Cannot compute SUV for {dicom_path}: missing or zero {', '.join(missing)}. "
-            "Read the volume without suv=True (values stay in Bq/ml)."
+            "Read the volume without SUV conversion (--suv) (values stay in Bq/ml)."
         )
     correction = str(ds.get("DecayCorrection", "")).upper()
     if correction == "ADMIN":
@@ -244,7 +294,7 @@ def suv_factor(
     else:
         raise InputError(
             f"PET DecayCorrection is '{correction}'; only START and ADMIN are supported for "
-            "SUV. Read the volume without suv=True."
+            "SUV. Read the volume without SUV conversion (--suv)."
         )
     return weight * 1000.0 / (dose * 2.0 ** (-decay_s / half_life))
 
@@ -269,7 +319,7 @@ def _decay_seconds(heads: list[pydicom.Dataset], rp: pydicom.Dataset, source: st
     except (AttributeError, ValueError):
         raise InputError(
             f"Cannot compute SUV for {source}: the series or injection time is missing or "
-            "malformed. Read the volume without suv=True."
+            "malformed. Read the volume without SUV conversion (--suv)."
         ) from None
     delta = scan - inject
     if delta < 0 and not rp.get("RadiopharmaceuticalStartDateTime"):

@@ -173,7 +173,7 @@ def read_volume(
         if suv:
             raise InputError(
                 f"SUV conversion needs the DICOM PET tags, and {p.name} is not DICOM; "
-                "read the PET DICOM folder instead, or read without suv=True."
+                "read the PET DICOM folder instead, or read without SUV conversion (--suv)."
             )
         image = _read_file(p)
         meta = {"format": "file"}
@@ -280,4 +280,22 @@ def write_volume(
                 f"Could not write {out}: {str(exc).strip().splitlines()[-1][:200]}. "
                 "Check free disk space and permissions."
             ) from None
+        _check_written(tmp, image, out)
     return out
+
+
+def _check_written(path: Path, image: sitk.Image, out: Path) -> None:
+    """Read a written volume back: ITK's NIfTI writer reports a short write (full disk) only on
+    the console and returns success, which would leave a truncated file behind."""
+    try:
+        back = sitk.ReadImage(str(path))
+        same = back.GetSize() == image.GetSize() and np.array_equal(
+            sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)
+        )
+    except RuntimeError:
+        same = False
+    if not same:
+        raise InputError(
+            f"Could not write {out}: the file on disk is incomplete (the disk may be full). "
+            "Check free disk space and permissions."
+        )
