@@ -102,7 +102,20 @@ def fuse_and_score(
     progress: Callable[[int, int], None] | None,
     cancel: Callable[[], bool] | None,
 ) -> _SliceResults:
-    """Fuse and score the tissue slices batch by batch (slices without MRI tissue stay zero)."""
+    """Fuse and score the tissue slices batch by batch (slices without MRI tissue stay zero).
+
+    Args:
+        inputs: the prepared slices (normalised MRI, moving values and their normaliser, tissue).
+        fuser: the network or baseline.
+        rgb: whether the fused output is RGB (PET/SPECT) or grey (CT).
+        step: slices per batch.
+        timings: ``fuse_s`` and ``metrics_s`` are added to.
+        progress: called with (slices done, slices to do) after each batch.
+        cancel: polled between batches; True stops with :class:`FusionCancelled`.
+
+    Returns:
+        The fused slices, region labels (0 outside the body), per-slice and per-region metrics.
+    """
     res = _SliceResults.empty(inputs.mri01.shape, rgb)
     todo = np.flatnonzero(inputs.tissue)  # the MRI grid is the reference: air slices skipped
     body = body_mask(inputs.mri01)  # regions (and region metrics) only inside the head
