@@ -124,9 +124,10 @@ def test_phantom_ct_rigid_registration_and_test_block(tmp_path):
     mr, ct = (
         Volume(sitk.BinShrink(v.image, [2, 2, 2]), v.modality, dict(v.meta)) for v in (mr, ct)
     )
-    # head-first vs feet-first: the fusion pipeline's own refusal reaches the user unchanged
+    # head-first vs feet-first: with the headers trusted (--orientation header), the fusion
+    # pipeline's own refusal reaches the user unchanged
     with pytest.raises(RegistrationError, match="180"):
-        prepare_volume_pair(mr, ct, FusionOptions("CT"), tmp_path, "pig")
+        prepare_volume_pair(mr, ct, FusionOptions("CT", orientation="header"), tmp_path, "pig")
     assert not (tmp_path / "dataset.json").exists()
     res = prepare_volume_pair(
         mr,
