@@ -76,9 +76,10 @@ class _Run:
         self.cancel_file = Path(cfg.cancel_file).expanduser() if cfg.cancel_file else None
         self.created = time.time()  # cancel files older than this are stale
         self.root = resolve_harvard_root(cfg.data)
-        self.train_pairs = list_pairs(cfg.pair, "train", self.root)
-        val_pairs = list_pairs(cfg.pair, "val", self.root)[: cfg.max_val_images or None]
-        self.dataset = HarvardFusionDataset(self.train_pairs, cfg.crop)
+        self.train_split, self.val_split = tc.train_val_splits(cfg.split)
+        self.train_pairs = list_pairs(cfg.pair, self.train_split, self.root)
+        val_pairs = list_pairs(cfg.pair, self.val_split, self.root)[: cfg.max_val_images or None]
+        self.dataset = HarvardFusionDataset(self.train_pairs, cfg.crop, cfg.augment)
         dist.check_global_batch(cfg.batch_size, len(self.dataset), ctx)
         self.val_mri, self.val_func = load_pairs(val_pairs)
         self.n_val = len(val_pairs)
@@ -158,7 +159,8 @@ class _Run:
         self.saved = (Path(cfg.resume), self.epoch, self.step)
         restore_rng_state(ckpt["rng"], self.device)
         old = ckpt.get("train_config", {})
-        changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != getattr(cfg, k)]
+        now = cfg.to_dict()  # compared as stored (tuples become lists)
+        changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != now[k]]
         if changed:
             self.warnings.append(
                 f"Resuming with other {', '.join(changed)} than the checkpoint's run "
@@ -250,8 +252,9 @@ class _Run:
         return dict(
             pair=cfg.pair,
             data=str(self.root or data_root() / "harvard"),
-            split="train",
-            validation_split="val",
+            split=self.train_split,
+            validation_split=self.val_split,
+            augment=list(cfg.augment),
             train_pairs=len(self.dataset),
             val_pairs=self.n_val,
             epochs=entry["epoch"],
