@@ -10,7 +10,8 @@ folds. The network's weights may differ per fold (``--weights`` with ``{fold}`` 
 The Markdown goes between ``<!-- protocol:SECTION -->`` and ``<!-- /protocol:SECTION -->`` in
 ``--doc`` (added at the end if absent), so hand-written text around it stays. The montages of
 the four (image, shift) cases with the highest uptake loss of the network go to
-``docs/figures/protocol_<section>_<pair>.png``: MRI (shifted), functional, network, pixel max.
+``figures/protocol_<section>_<pair>.png`` beside ``--doc``: MRI (shifted), functional,
+network, pixel max.
 
 Run (shipped weights, every held-out slice, about 25 CPU minutes on one thread):
     nice -n 10 .venv/bin/python benchmarks/eval_protocol.py --section shipped --stride 1
@@ -70,7 +71,7 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
         for fold in range(fold_count(split_names(pair, "all"))):
             if args.folds is not None and fold not in args.folds:
                 continue
-            pairs = list_pairs(pair, f"case-fold-{fold}")[:: args.stride]
+            pairs = list_pairs(pair, f"case-fold-{fold}/{args.part}")[:: args.stride]
             mri0, func0 = load_pairs(pairs)
             fusers = {m: fusion_method(m, pair) for m in BASELINE_METHODS}
             weights = args.weights.format(fold=fold, pair=pair) if args.weights else None
@@ -131,7 +132,7 @@ def markdown(means: dict, args: argparse.Namespace, n_images: dict[str, int]) ->
         f"Command: `{args.command}`",
         "",
         f"Weights of `{args.label}`: {args.weights or 'the shipped defaults'}. "
-        f"Images: every {args.stride}. held-out slice of each fold "
+        f"Images: every {args.stride}. slice of each fold's `{args.part}` cases: "
         + ", ".join(f"{p} {n}" for p, n in n_images.items())
         + ". Columns: the seven metrics (higher is better), then the uptake loss (grey levels, "
         "lower is better) and the hue difference (degrees, lower is better).",
@@ -189,7 +190,9 @@ def worst_montage(records: list[dict], pair: str, args: argparse.Namespace) -> P
         return None
     rows = []
     for r in worst:
-        p = [q for q in list_pairs(pair, f"case-fold-{r['fold']}") if q.name == r["name"]]
+        p = [
+            q for q in list_pairs(pair, f"case-fold-{r['fold']}/{args.part}") if q.name == r["name"]
+        ]
         mri, func = _shifted(r["shift"], *load_pairs(p))
         weights = args.weights.format(fold=r["fold"], pair=pair) if args.weights else None
         net = _fuse(fusion_method("edpsn", pair, weights=weights), mri, func)
@@ -206,7 +209,7 @@ def worst_montage(records: list[dict], pair: str, args: argparse.Namespace) -> P
                 axis=1,
             )
         )
-    path = ROOT / "docs" / "figures" / f"protocol_{args.section}_{pair}.png"
+    path = Path(args.doc).resolve().parent / "figures" / f"protocol_{args.section}_{pair}.png"
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(rows, axis=0)).save(buf, format="PNG", optimize=True)
     write_bytes_atomic(path, buf.getvalue())
@@ -231,6 +234,13 @@ def main() -> None:
     ap.add_argument("--weights", help="network weights, may hold {fold} and {pair}")
     ap.add_argument("--label", default="edpsn", help="network row name; '' for baselines only")
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out slice")
+    ap.add_argument(
+        "--part",
+        default="test",
+        choices=("test", "val"),
+        help="score each fold's held-out test cases, or its validation case (for model "
+        "and loss-weight selection: never tune on test)",
+    )
     ap.add_argument("--section", default="shipped", help="name of the block in --doc")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "protocol.md"))
     ap.add_argument("--csv", help="also write every per-image record here")
@@ -249,7 +259,7 @@ def main() -> None:
         for pair in args.pairs:
             path = worst_montage(records, pair, args)
             if path is not None:
-                rel = path.relative_to(ROOT / "docs")
+                rel = path.relative_to(Path(args.doc).resolve().parent)
                 text += f"\n{pair}: the four worst cases of `{args.label}` by uptake loss "
                 text += f"(MRI, functional, {args.label}, pixel max):\n\n![worst]({rel})\n"
     write_section(Path(args.doc), args.section, text)
