@@ -64,6 +64,11 @@ def _shifted(shift: str, mri: np.ndarray, func: np.ndarray) -> tuple[np.ndarray,
     return to_uint8(a), to_uint8(b)
 
 
+def _weights(pattern: str | None, fold: int, pair: str) -> str | None:
+    """A network's weights for one fold: the pattern with {fold} and {pair} filled in."""
+    return pattern.format(fold=fold, pair=pair) if pattern else None
+
+
 def evaluate(args: argparse.Namespace) -> list[dict]:
     """One record per (pair, fold, shift, method, image): metrics and uptake figures."""
     records = []
@@ -74,9 +79,8 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
             pairs = list_pairs(pair, f"case-fold-{fold}/{args.part}")[:: args.stride]
             mri0, func0 = load_pairs(pairs)
             fusers = {m: fusion_method(m, pair) for m in BASELINE_METHODS}
-            weights = args.weights.format(fold=fold, pair=pair) if args.weights else None
-            if args.label:
-                fusers[args.label] = fusion_method("edpsn", pair, weights=weights)
+            for label, pattern in args.networks:
+                fusers[label] = fusion_method("edpsn", pair, weights=_weights(pattern, fold, pair))
             for shift in args.shifts:
                 mri, func = _shifted(shift, mri0, func0)
                 for method, fuse in fusers.items():
@@ -127,11 +131,14 @@ def wins(means: dict, pair: str, shift: str, label: str) -> dict[str, int]:
 
 def markdown(means: dict, args: argparse.Namespace, n_images: dict[str, int]) -> str:
     """The section text: a summary per pair (rows: shifts), then one table per (pair, shift)."""
-    methods = [*BASELINE_METHODS, *([args.label] if args.label else [])]
+    labels = [label for label, _ in args.networks]
+    methods = [*BASELINE_METHODS, *labels]
     lines = [
         f"Command: `{args.command}`",
         "",
-        f"Weights of `{args.label}`: {args.weights or 'the shipped defaults'}. "
+        "Weights: "
+        + "; ".join(f"`{label}`: {w or 'the shipped defaults'}" for label, w in args.networks)
+        + ". "
         f"Images: every {args.stride}. slice of each fold's `{args.part}` cases: "
         + ", ".join(f"{p} {n}" for p, n in n_images.items())
         + ". Columns: the seven metrics (higher is better), then the uptake loss (grey levels, "
@@ -139,18 +146,18 @@ def markdown(means: dict, args: argparse.Namespace, n_images: dict[str, int]) ->
         "",
     ]
     for pair in args.pairs:
-        if args.label:
+        for label in labels:
             lines += [
-                f"#### {pair}: {args.label} against the baselines, per shift",
+                f"#### {pair}: {label} against the baselines, per shift",
                 "",
                 "| shift | wins of 7 vs " + " / ".join(BASELINE_METHODS) + " | uptake loss "
-                f"{args.label} / mean / max | bar met (>= {WINS_NEEDED} vs each, uptake <= "
+                f"{label} / mean / max | bar met (>= {WINS_NEEDED} vs each, uptake <= "
                 f"{UPTAKE_BAR:g}) |",
                 "|---|---|---|---|",
             ]
             for shift in args.shifts:
-                w = wins(means, pair, shift, args.label)
-                up = [means[(pair, shift, m)]["uptake_loss"] for m in (args.label, "mean", "max")]
+                w = wins(means, pair, shift, label)
+                up = [means[(pair, shift, m)]["uptake_loss"] for m in (label, "mean", "max")]
                 met = min(w.values()) >= WINS_NEEDED and up[0] <= UPTAKE_BAR
                 lines.append(
                     f"| {shift} | {' / '.join(str(v) for v in w.values())} | "
@@ -181,9 +188,12 @@ def _tile(image: np.ndarray, size: int, caption: str) -> np.ndarray:
     return np.asarray(img)
 
 
-def worst_montage(records: list[dict], pair: str, args: argparse.Namespace) -> Path | None:
+def worst_montage(
+    records: list[dict], pair: str, network: tuple[str, str | None], args: argparse.Namespace
+) -> Path | None:
     """The four (image, shift) cases with the network's highest uptake loss, as a PNG."""
-    mine = [r for r in records if r["pair"] == pair and r["method"] == args.label]
+    label, pattern = network
+    mine = [r for r in records if r["pair"] == pair and r["method"] == label]
     mine = [r for r in mine if np.isfinite(r["uptake_loss"])]
     worst = sorted(mine, key=lambda r: -r["uptake_loss"])[:4]
     if not worst:
@@ -194,7 +204,7 @@ def worst_montage(records: list[dict], pair: str, args: argparse.Namespace) -> P
             q for q in list_pairs(pair, f"case-fold-{r['fold']}/{args.part}") if q.name == r["name"]
         ]
         mri, func = _shifted(r["shift"], *load_pairs(p))
-        weights = args.weights.format(fold=r["fold"], pair=pair) if args.weights else None
+        weights = _weights(pattern, r["fold"], pair)
         net = _fuse(fusion_method("edpsn", pair, weights=weights), mri, func)
         mx = _fuse(fusion_method("max", pair), mri, func)
         size = 160
@@ -203,13 +213,15 @@ def worst_montage(records: list[dict], pair: str, args: argparse.Namespace) -> P
                 [
                     _tile(mri[0], size, f"MRI {r['name']} {r['shift']}"),
                     _tile(func[0], size, pair.split("-")[1]),
-                    _tile(net[0], size, f"{args.label} loss {r['uptake_loss']:.0f}"),
+                    _tile(net[0], size, f"{label} loss {r['uptake_loss']:.0f}"),
                     _tile(mx[0], size, "pixel max"),
                 ],
                 axis=1,
             )
         )
-    path = Path(args.doc).resolve().parent / "figures" / f"protocol_{args.section}_{pair}.png"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
+    name = f"protocol_{args.section}_{pair}_{slug}.png"
+    path = Path(args.doc).resolve().parent / "figures" / name
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(rows, axis=0)).save(buf, format="PNG", optimize=True)
     write_bytes_atomic(path, buf.getvalue())
@@ -233,6 +245,13 @@ def main() -> None:
     ap.add_argument("--folds", help="comma list of fold numbers (default: all)")
     ap.add_argument("--weights", help="network weights, may hold {fold} and {pair}")
     ap.add_argument("--label", default="edpsn", help="network row name; '' for baselines only")
+    ap.add_argument(
+        "--network",
+        action="append",
+        metavar="LABEL=WEIGHTS",
+        help="a network row (repeatable; replaces --label/--weights); WEIGHTS may hold {fold} "
+        "and {pair}, empty for the shipped defaults",
+    )
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out slice")
     ap.add_argument(
         "--part",
@@ -251,17 +270,21 @@ def main() -> None:
     args.pairs = [p for p in args.pairs.split(",") if p]
     args.shifts = [s for s in args.shifts.split(",") if s]
     args.folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    if args.network:
+        args.networks = [tuple(n.split("=", 1)) if "=" in n else (n, "") for n in args.network]
+    else:
+        args.networks = [(args.label, args.weights)] if args.label else []
     records = evaluate(args)
     means = fold_means(records)
     n_images = {p: len({r["name"] for r in records if r["pair"] == p}) for p in args.pairs}
     text = markdown(means, args, n_images)
-    if args.label:
+    for network in args.networks:
         for pair in args.pairs:
-            path = worst_montage(records, pair, args)
+            path = worst_montage(records, pair, network, args)
             if path is not None:
                 rel = path.relative_to(Path(args.doc).resolve().parent)
-                text += f"\n{pair}: the four worst cases of `{args.label}` by uptake loss "
-                text += f"(MRI, functional, {args.label}, pixel max):\n\n![worst]({rel})\n"
+                text += f"\n{pair}: the four worst cases of `{network[0]}` by uptake loss "
+                text += f"(MRI, functional, {network[0]}, pixel max):\n\n![worst]({rel})\n"
     write_section(Path(args.doc), args.section, text)
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
