@@ -213,7 +213,7 @@ def worst_montage(
                 [
                     _tile(mri[0], size, f"MRI {r['name']} {r['shift']}"),
                     _tile(func[0], size, pair.split("-")[1]),
-                    _tile(net[0], size, f"{label} loss {r['uptake_loss']:.0f}"),
+                    _tile(net[0], size, f"uptake loss {r['uptake_loss']:.0f}"),
                     _tile(mx[0], size, "pixel max"),
                 ],
                 axis=1,
