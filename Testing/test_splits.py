@@ -92,7 +92,7 @@ def test_evaluate_cli_takes_a_fold_split(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "EDPSNLib.cli", "evaluate", "--data", str(root)]
     base += ["--pair", "MRI-PET", "--method", "mean", "--no-images"]
     cmd = [*base, "--split", "case-fold-0", "--out", str(tmp_path / "out")]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr
     rows = (tmp_path / "out" / "MRI-PET" / "mean" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[2] for r in rows[1:]] == ["25045", "25046"]
@@ -100,6 +100,7 @@ def test_evaluate_cli_takes_a_fold_split(tmp_path: Path) -> None:
         [*base, "--split", "case-fold-7", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=300,
     )
     assert bad.returncode == 2 and "case-fold-0 .. case-fold-2" in bad.stderr
