@@ -13,8 +13,10 @@ the four (image, shift) cases with the highest uptake loss of the network go to
 ``figures/protocol_<section>_<pair>.png`` beside ``--doc``: MRI (shifted), functional,
 network, pixel max.
 
-Run (shipped weights, every held-out slice, about 25 CPU minutes on one thread):
-    nice -n 10 .venv/bin/python benchmarks/eval_protocol.py --section shipped --stride 1
+Run (the docs/protocol.md blocks; 10-25 CPU minutes each on a shared 2-core machine):
+    nice -n 10 .venv/bin/python benchmarks/eval_protocol.py --pairs MRI-PET --stride 2 \
+        --section shipped-MRI-PET --network "edpsn (shipped)="
+Select loss weights on the validation cases with ``--part val``, never on ``test``.
 """
 
 from __future__ import annotations
