@@ -6,7 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
-from EDPSNLib.data.harvard import PAIR_NAMES, SPLITS, list_pairs
+from EDPSNLib.data.harvard import PAIR_NAMES, SPLIT_HELP, list_pairs
 from EDPSNLib.fusion.methods import method_names
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pair", default="MRI-PET", help=f"comma list of {', '.join(PAIR_NAMES)}, or 'all'"
     )
-    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--split", default="test", help=SPLIT_HELP)
     parser.add_argument(
         "--method", default="pca", help="comma list of methods, or 'all' (baselines and edpsn)"
     )

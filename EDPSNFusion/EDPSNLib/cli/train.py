@@ -20,6 +20,8 @@ from typing import Any
 from EDPSNLib import IMPORTED_AT
 from EDPSNLib.data.harvard import PAIR_NAMES
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.training.augment import AUGMENT_KINDS
+from EDPSNLib.training.config import TRAIN_SPLIT_HELP
 from EDPSNLib.training.losses import LossConfig
 
 #: Exit code of a cancelled run (the shell convention for an interrupt).
@@ -32,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", metavar="DIR", help="data folder holding harvard/ (default: shared data)"
     )
     parser.add_argument("--pair", required=True, choices=PAIR_NAMES, help="modality pair to train")
+    parser.add_argument("--split", default="source", help=TRAIN_SPLIT_HELP)
+    parser.add_argument(
+        "--augment",
+        default="none",
+        help=f"comma list of {', '.join(AUGMENT_KINDS)} (MRI contrast, functional scale, "
+        "rotation), 'all' or 'none' (default; crops and flips always)",
+    )
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (checkpoint, log, weights)"
     )
@@ -77,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("w_mean_intensity", "weight of the MSE to their mean"),
         ("w_gradient", "weight of the L1 to the max of the Sobel magnitudes"),
         ("w_perceptual", "weight of the perceptual (feature) loss"),
+        (
+            "w_uptake",
+            "weight of the one-sided MSE to the functional image where it exceeds the MRI",
+        ),
     ):
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -173,7 +186,10 @@ def run(args: argparse.Namespace) -> int:
             w_mean_intensity=args.w_mean_intensity,
             w_gradient=args.w_gradient,
             w_perceptual=args.w_perceptual,
+            w_uptake=args.w_uptake,
         ),
+        split=args.split,
+        augment=args.augment,
     )
 
     def progress(event: dict[str, Any]) -> None:

@@ -11,12 +11,19 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from EDPSNLib import names
+from EDPSNLib.data.splits import fold_split_names, parse_fold_split
 from EDPSNLib.errors import EDPSNWarning, InputError
 from EDPSNLib.paths import harvard_root
 
 #: The three modality pairs and the folder name of the functional image in each.
 PAIR_NAMES = names.PAIR_NAMES
 SPLITS = ("train", "val", "test", "trainval", "all")
+#: Other names of the source repo's splits: ``source-test`` says where the test list comes from.
+SPLIT_ALIASES = {"source-test": "test", "source-train": "train", "source-val": "val"}
+SPLIT_HELP = (
+    "train, val, test (= source-test: the source repo's list), trainval, all, or a case-grouped "
+    "split case-fold-<k>[/train|val|test|trainval] (no atlas case on both sides; data/splits.py)"
+)
 #: Fraction of the source repo's train list held out for validation, with a fixed seed.
 VAL_FRACTION = 0.2
 VAL_SEED = 0
@@ -76,15 +83,24 @@ def _read_split_file(path: Path) -> list[str]:
     return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
 
 
+def check_split_name(split: str) -> str:
+    """The split name if known (a source split, an alias or a case fold), else an InputError."""
+    if split in SPLITS or split in SPLIT_ALIASES or parse_fold_split(split) is not None:
+        return split
+    raise InputError(f"Unknown split '{split}'; choose {SPLIT_HELP}.")
+
+
 def split_names(pair: str, split: str, root: str | Path | None = None) -> list[str]:
     """The image names of one split of a modality pair.
 
-    ``test`` is ``splits/<pair>/test.txt``; ``trainval`` is ``train.txt``; ``val`` is a seeded
-    :data:`VAL_FRACTION` of it and ``train`` the rest; ``all`` is every MRI image.
+    ``test`` (alias ``source-test``) is ``splits/<pair>/test.txt``; ``trainval`` is
+    ``train.txt``; ``val`` is a seeded :data:`VAL_FRACTION` of it and ``train`` the rest;
+    ``all`` is every MRI image; ``case-fold-<k>[/<part>]`` are case-grouped folds of all
+    names (:mod:`EDPSNLib.data.splits`).
 
     Args:
         pair: the modality pair.
-        split: one of :data:`SPLITS`.
+        split: one of :data:`SPLITS`, an alias of :data:`SPLIT_ALIASES` or a case-fold name.
         root: a Harvard-layout folder (or the folder holding ``harvard/``); None for the
             shared data.
 
@@ -99,12 +115,13 @@ def split_names(pair: str, split: str, root: str | Path | None = None) -> list[s
         >>> sorted(train + val) == sorted(split_names("MRI-CT", "trainval"))
         True
     """
-    if split not in SPLITS:
-        raise InputError(f"Unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+    split = SPLIT_ALIASES.get(check_split_name(split), split)
     base = harvard_root(root)
     split_dir = base / "splits" / pair
     if split == "all":
         return sorted(_image_names(base / pair / "MRI"))
+    if parse_fold_split(split) is not None:
+        return fold_split_names(_image_names(base / pair / "MRI"), split)
     if split == "test":
         return _read_split_file(split_dir / "test.txt")
     train = _read_split_file(split_dir / "train.txt")

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 
 from EDPSNLib.data.harvard import PAIR_NAMES, harvard_root
+from EDPSNLib.data.splits import parse_fold_split
 from EDPSNLib.errors import InputError
 from EDPSNLib.models.weights import json_safe
+from EDPSNLib.training.augment import parse_augment
 from EDPSNLib.training.losses import LossConfig
 from EDPSNLib.training.report import CURVE_METRICS
 
@@ -28,7 +30,12 @@ Progress = Callable[[dict[str, Any]], None]
 #: Settings that fix the order, crops and count of batches: resume is exact only if they match.
 #: The number of processes is not among them: ``batch_size`` is the global batch, so a run
 #: may be resumed with another world size (equal up to floating-point summation order).
-DATA_ORDER_KEYS = ("seed", "batch_size", "crop", "max_steps_per_epoch")
+DATA_ORDER_KEYS = ("seed", "batch_size", "crop", "max_steps_per_epoch", "split", "augment")
+#: Training splits: the source repo's train list with a seeded 20 % validation, or a case fold.
+TRAIN_SPLIT_HELP = (
+    "source (the source repo's train list, validation a seeded 20 %% of it) or case-fold-<k> "
+    "(train on the fold's training cases, select on its validation case; data/splits.py)"
+)
 
 
 @dataclass
@@ -61,11 +68,17 @@ class TrainConfig:
     # a GUI's earlier cancel: it is removed, with a warning.
     cancel_file: str | Path | None = None
     cancel_since: float | None = None
+    split: str = "source"  # "source" or "case-fold-<k>" (see train_val_splits)
+    augment: tuple[str, ...] = ()  # subset of training.augment.AUGMENT_KINDS
+
+    def __post_init__(self) -> None:
+        self.augment = parse_augment(self.augment)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (paths as strings, loss weights as a dict)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["loss"] = self.loss.to_dict()
+        out["augment"] = list(self.augment)
         return json_safe({k: str(v) if isinstance(v, Path) else v for k, v in out.items()})
 
 
@@ -85,6 +98,21 @@ class TrainResult:
     history: dict[str, list[dict[str, Any]]]
     best: dict[str, Any] | None
     world_size: int = 1  # processes that trained together (torchrun)
+
+
+def train_val_splits(split: str) -> tuple[str, str]:
+    """The (training, validation) split names of a training split.
+
+    Example:
+        >>> train_val_splits("source"), train_val_splits("case-fold-1")
+        (('train', 'val'), ('case-fold-1/train', 'case-fold-1/val'))
+    """
+    if split == "source":
+        return "train", "val"
+    parsed = parse_fold_split(split) if split.startswith("case-fold-") else None
+    if parsed is None or "/" in split:
+        raise InputError(f"Unknown training split '{split}'; use {TRAIN_SPLIT_HELP}.")
+    return f"{split}/train", f"{split}/val"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,6 +157,10 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append("workers must be >= 0")
     if cfg.select != "loss" and cfg.select not in CURVE_METRICS:
         problems.append(f"select must be 'loss' or one of {', '.join(CURVE_METRICS)}")
+    try:
+        train_val_splits(cfg.split)
+    except InputError as exc:
+        problems.append(str(exc).rstrip("."))
     if cfg.cancel_file is not None and Path(cfg.cancel_file).expanduser().is_dir():
         problems.append(f"cancel_file {cfg.cancel_file} is a folder; give a file path")
     if problems:

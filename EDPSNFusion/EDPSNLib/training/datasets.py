@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from EDPSNLib.data.harvard import HarvardPair, load_pair
 from EDPSNLib.errors import InputError
+from EDPSNLib.training.augment import augment_pair, parse_augment
 
 #: A dataset key: an index (whole image, no augmentation) or (index, augmentation seed).
 Key = int | tuple[int, int]
@@ -28,6 +29,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     arr = np.asarray(image)
     arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) / 255.0)
+
+
+def unit_tensor(image: np.ndarray) -> torch.Tensor:
+    """float (H, W) or (H, W, C) already on [0, 1] to float32 (C, H, W)."""
+    arr = np.asarray(image, dtype=np.float32)
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def augment_params(seed: int, height: int, width: int, crop: int) -> tuple[int, int, bool, bool]:
@@ -62,10 +70,15 @@ class HarvardFusionDataset(Dataset):
 
     Key ``i``: the whole pair. Key ``(i, seed)``: a ``crop`` x ``crop`` patch at a seeded random
     place, flipped left-right and up-down each with probability 1/2 (fusion is local and has
-    no preferred orientation, so flips are safe extra data).
+    no preferred orientation, so flips are safe extra data). ``augment`` adds the seeded
+    contrast, functional-scale and rotation changes of :mod:`EDPSNLib.training.augment` to
+    keyed items (before the crop; whole-image keys stay unchanged, as validation needs).
     """
 
-    def __init__(self, pairs: Sequence[HarvardPair], crop: int | None = None) -> None:
+    def __init__(
+        self, pairs: Sequence[HarvardPair], crop: int | None = None, augment: Sequence[str] = ()
+    ) -> None:
+        self.augment = parse_augment(augment)
         if not pairs:
             raise InputError("No image pairs to train on; check the data folder and split.")
         self.pairs = list(pairs)
@@ -84,7 +97,12 @@ class HarvardFusionDataset(Dataset):
 
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = (key, None) if isinstance(key, int) else key
-        mri, func = (to_tensor(x) for x in load_pair(self.pairs[index]))
+        mri_u8, func_u8 = load_pair(self.pairs[index])
+        if seed is not None and self.augment:
+            mri_f, func_f = augment_pair(mri_u8 / 255.0, func_u8 / 255.0, seed, self.augment)
+            mri, func = unit_tensor(mri_f), unit_tensor(func_f)
+        else:
+            mri, func = to_tensor(mri_u8), to_tensor(func_u8)
         if seed is None or self.crop is None:
             return mri, func
         h, w = mri.shape[-2:]

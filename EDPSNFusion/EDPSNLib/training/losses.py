@@ -15,6 +15,13 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
   features of A and B in a frozen extractor (:mod:`EDPSNLib.training.perceptual`): structure at
   several scales, compared in feature space. The network's own fused features (``fuse_luma``'s
   "features") get no direct term: unsupervised fusion has no target for them.
+* ``uptake``: where the functional image carries uptake (B > A + ``uptake_margin``), the mean
+  over all pixels of max(B - F, 0)^2 (zero elsewhere). One-sided: it only pulls F up to the
+  brighter functional source, the failure a radiologist reads as missing uptake (issue 10;
+  the uptake-loss figure of :mod:`EDPSNLib.metrics.uptake` is its L1, per uptake pixel).
+  Normalised by all pixels, not by the uptake pixels, so the data-parallel mean over
+  processes equals the single-process value. Off by default (weight 0): its weight is
+  chosen on a case fold's validation case only (docs/protocol.md).
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
@@ -44,7 +51,7 @@ from EDPSNLib.network.color import rgb_to_ycbcr
 from EDPSNLib.training.perceptual import FeatureExtractor
 
 #: The loss terms, in the order they are logged.
-LOSS_TERMS = ("max_intensity", "mean_intensity", "gradient", "perceptual")
+LOSS_TERMS = ("max_intensity", "mean_intensity", "gradient", "perceptual", "uptake")
 
 
 @dataclass
@@ -55,6 +62,8 @@ class LossConfig:
     w_mean_intensity: float = 0.25
     w_gradient: float = 1.0
     w_perceptual: float = 0.05
+    w_uptake: float = 0.0
+    uptake_margin: float = 10.0 / 255.0  # B must exceed A by this (10 grey levels) to count
     eps: float = 1e-6  # inside the Sobel magnitude's square root: finite gradient at flat pixels
 
     def __post_init__(self) -> None:
@@ -152,6 +161,21 @@ def perceptual_loss(
     return torch.stack(terms).mean()
 
 
+def uptake_loss(
+    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, margin: float = 10.0 / 255.0
+) -> torch.Tensor:
+    """Mean over all pixels of max(B - F, 0)^2 where B > A + margin, 0 elsewhere.
+
+    Example:
+        >>> a, b = torch.zeros(1, 1, 1, 2), torch.tensor([[[[0.5, 0.02]]]])
+        >>> round(uptake_loss(a, a, b).item(), 4)  # F = A: only the first pixel counts
+        0.125
+    """
+    _check_grey(fused, a, b)
+    uptake = (b - a > margin).to(fused.dtype)
+    return (uptake * torch.relu(b - fused).square()).mean()
+
+
 class FusionLoss(nn.Module):
     """Weighted sum of the four terms: ``forward(F, A, B) -> (total, {term: value})``."""
 
@@ -178,6 +202,7 @@ class FusionLoss(nn.Module):
             "max_intensity": max_intensity_loss(fused, a, b),
             "mean_intensity": mean_intensity_loss(fused, a, b),
             "gradient": gradient_loss(fused, a, b, cfg.eps),
+            "uptake": uptake_loss(fused, a, b, cfg.uptake_margin),
         }
         if self.extractor is not None and cfg.w_perceptual > 0:
             terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
@@ -188,6 +213,7 @@ class FusionLoss(nn.Module):
             "mean_intensity": cfg.w_mean_intensity,
             "gradient": cfg.w_gradient,
             "perceptual": cfg.w_perceptual,
+            "uptake": cfg.w_uptake,
         }
         total = sum(weights[k] * terms[k] for k in LOSS_TERMS)
         return total, terms

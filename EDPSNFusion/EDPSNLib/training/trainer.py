@@ -10,11 +10,10 @@ the processes train one DDP model together and rank 0 alone writes these files
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,34 +26,30 @@ from EDPSNLib.atomic import check_output_path
 from EDPSNLib.data.harvard import list_pairs, load_pairs
 from EDPSNLib.errors import InputError, TrainingError
 from EDPSNLib.models.registry import weights_file
-from EDPSNLib.models.weights import json_safe, save_weights
+from EDPSNLib.models.weights import save_weights
 from EDPSNLib.network.config import EDPSNConfig
-from EDPSNLib.paths import data_root
 from EDPSNLib.training import config as tc
 from EDPSNLib.training import distributed as dist
 from EDPSNLib.training.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     restore_rng_state,
-    rng_state,
 )
-from EDPSNLib.training.checkpoint import save_checkpoint as write_checkpoint
 from EDPSNLib.training.config import TrainConfig, TrainResult, resolve_device, resolve_harvard_root
 from EDPSNLib.training.datasets import HarvardFusionDataset, epoch_batches, steps_per_epoch
 from EDPSNLib.training.losses import LOSS_TERMS, FusionLoss, luminance
 from EDPSNLib.training.perceptual import build_extractor
 from EDPSNLib.training.report import (
-    append_jsonl,
     plot_curves,
     progress_bar,
     validate,
-    write_failure_message,
 )
+from EDPSNLib.training.run_outputs import RunOutputs
 
 __all__ = ["TrainConfig", "TrainResult", "resolve_device", "resolve_harvard_root", "train"]
 
 
-class _Run:
+class _Run(RunOutputs):
     """One call of :func:`train`: holds the model, optimiser, history and output paths."""
 
     def __init__(
@@ -76,9 +71,10 @@ class _Run:
         self.cancel_file = Path(cfg.cancel_file).expanduser() if cfg.cancel_file else None
         self.created = time.time()  # cancel files older than this are stale
         self.root = resolve_harvard_root(cfg.data)
-        self.train_pairs = list_pairs(cfg.pair, "train", self.root)
-        val_pairs = list_pairs(cfg.pair, "val", self.root)[: cfg.max_val_images or None]
-        self.dataset = HarvardFusionDataset(self.train_pairs, cfg.crop)
+        self.train_split, self.val_split = tc.train_val_splits(cfg.split)
+        self.train_pairs = list_pairs(cfg.pair, self.train_split, self.root)
+        val_pairs = list_pairs(cfg.pair, self.val_split, self.root)[: cfg.max_val_images or None]
+        self.dataset = HarvardFusionDataset(self.train_pairs, cfg.crop, cfg.augment)
         dist.check_global_batch(cfg.batch_size, len(self.dataset), ctx)
         self.val_mri, self.val_func = load_pairs(val_pairs)
         self.n_val = len(val_pairs)
@@ -158,114 +154,14 @@ class _Run:
         self.saved = (Path(cfg.resume), self.epoch, self.step)
         restore_rng_state(ckpt["rng"], self.device)
         old = ckpt.get("train_config", {})
-        changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != getattr(cfg, k)]
+        now = cfg.to_dict()  # compared as stored (tuples become lists)
+        changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != now[k]]
         if changed:
             self.warnings.append(
                 f"Resuming with other {', '.join(changed)} than the checkpoint's run "
                 f"({', '.join(f'{k}={old[k]}' for k in changed)}): training continues, but not "
                 "exactly as the interrupted run would have."
             )
-
-    # -- cancel ----------------------------------------------------------------------------
-    def _stop_requested(self, cancel: Callable[[], bool] | None) -> bool:
-        """Cancel asked on any rank (callback, signal or cancel file); a write error stops all."""
-        local = bool(cancel is not None and cancel())
-        local = local or (self.cancel_file is not None and self.cancel_file.exists())
-        stop, failed = dist.any_rank(self.ctx, [local, self.pending is not None])
-        if failed:
-            raise self._rank_error()
-        return stop
-
-    def _rank_error(self) -> TrainingError:
-        return self.pending or TrainingError(
-            "Training stopped on every process: rank 0 could not write its outputs (see its "
-            "message)."
-        )
-
-    # -- outputs ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def writing(self, what: str, path: Path) -> Iterator[None]:
-        """Turn an OSError (full disk, quota, file-size limit) into a TrainingError saying what to do."""
-        try:
-            yield
-        except OSError as exc:
-            raise TrainingError(write_failure_message(what, path, exc, self.saved)) from exc
-
-    def log(self, event: dict[str, Any]) -> None:
-        if not self.ctx.is_main:
-            return
-        event = json_safe(event)
-        with self.writing("the progress log", self.out / tc.LOG_NAME):
-            append_jsonl(self.out / tc.LOG_NAME, event)
-        if self.progress is not None:
-            self.progress(event)
-
-    def log_step(self, event: dict[str, Any]) -> None:
-        """Log; under DDP a write error waits for the next sync so that every rank stops."""
-        try:
-            self.log(event)
-        except TrainingError as exc:
-            if not self.ctx.distributed:
-                raise
-            self.pending = exc
-
-    def agree(self, error: TrainingError | None) -> None:
-        """After rank 0's writes: raise the same error on every rank if any write failed."""
-        error = error or self.pending
-        if dist.any_rank(self.ctx, [error is not None])[0]:
-            self.pending = error
-            if error is not None:
-                with contextlib.suppress(OSError, TrainingError):
-                    self.log({"event": "error", "message": str(error)})
-            raise self._rank_error()
-
-    def elapsed(self) -> float:
-        return self.prior_time + time.monotonic() - self.t0
-
-    def save_checkpoint(self) -> None:
-        model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        state = dict(
-            pair=self.cfg.pair,
-            model_config=self.model.config.to_dict(),
-            model=model_state,
-            train_config=self.cfg.to_dict(),
-            optimizer=self.optimizer.state_dict(),
-            epoch=self.epoch,
-            step=self.step,
-            global_step=self.global_step,
-            history=self.history,
-            best=self.best,
-            time_s=self.elapsed(),
-            rng=rng_state(self.device),
-            perceptual=self.extractor.identifier,
-        )
-        with self.writing("the checkpoint", self.ckpt_path):
-            write_checkpoint(self.ckpt_path, state)
-        self.saved = (self.ckpt_path, self.epoch, self.step)
-
-    def metadata(self, entry: dict[str, Any]) -> dict[str, Any]:
-        cfg = self.cfg
-        settings = {k: v for k, v in cfg.to_dict().items() if k not in ("loss", "command")}
-        settings.update(init_pair=self.init_pair, world_size=self.ctx.world_size)
-        return dict(
-            pair=cfg.pair,
-            data=str(self.root or data_root() / "harvard"),
-            split="train",
-            validation_split="val",
-            train_pairs=len(self.dataset),
-            val_pairs=self.n_val,
-            epochs=entry["epoch"],
-            steps=self.global_step,
-            metrics=entry["metrics"],
-            val_loss=entry["val_loss"],
-            selected_by=cfg.select,
-            loss=cfg.loss.to_dict(),
-            perceptual=self.extractor.identifier,
-            training=settings,
-            command=cfg.command
-            or f"EDPSNLib.training.trainer.train(TrainConfig(**{cfg.to_dict()}))",
-            time_s=round(self.elapsed(), 2),
-        )
 
     # -- loop ------------------------------------------------------------------------------
     def train_step(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[float, dict[str, float]]:
@@ -286,18 +182,6 @@ class _Run:
             self.fail("the gradients became non-finite")
         self.optimizer.step()
         return loss, dict(zip(LOSS_TERMS, values[1:]))
-
-    def fail(self, what: str) -> None:
-        good = self.saved[0] if self.saved else None
-        kept = (
-            f"The last good checkpoint {good} is kept unchanged; resume from it with a lower --lr."
-            if good
-            else "No checkpoint had been written yet; start again with a lower --lr."
-        )
-        msg = f"Training stopped at epoch {self.epoch + 1}, step {self.step + 1}: {what}. {kept}"
-        with contextlib.suppress(TrainingError):  # the error matters more than logging it
-            self.log({"event": "error", "message": msg})
-        raise TrainingError(msg)
 
     def eta(self) -> float:
         """Seconds left: remaining steps at this run's mean step time, plus validations."""
