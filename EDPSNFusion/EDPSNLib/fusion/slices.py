@@ -90,7 +90,7 @@ class NetworkSliceFuser:
             stop = start + self.batch_size
             try:
                 out, reg = self._run(m[start:stop], f[start:stop])
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:  # also torch.OutOfMemoryError (torch >= 2.5)
                 torch.cuda.empty_cache()
                 if self.batch_size > 1:
                     self.batch_size //= 2

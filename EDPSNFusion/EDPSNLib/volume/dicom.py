@@ -267,7 +267,7 @@ def suv_factor(
     if units != "BQML":
         raise InputError(
             f"PET Units are '{units}', not BQML; SUV conversion needs activity concentration "
-            "in Bq/ml. Read the volume without SUV conversion (--suv)."
+            "in Bq/ml. Read the volume without SUV conversion (leave out --suv)."
         )
     missing = []
     weight = float(ds.get("PatientWeight") or 0.0)
@@ -284,7 +284,7 @@ def suv_factor(
     if missing:
         raise InputError(
             f"Cannot compute SUV for {dicom_path}: missing or zero {', '.join(missing)}. "
-            "Read the volume without SUV conversion (--suv) (values stay in Bq/ml)."
+            "Read the volume without SUV conversion (leave out --suv) (values stay in Bq/ml)."
         )
     correction = str(ds.get("DecayCorrection", "")).upper()
     if correction == "ADMIN":
@@ -294,7 +294,7 @@ def suv_factor(
     else:
         raise InputError(
             f"PET DecayCorrection is '{correction}'; only START and ADMIN are supported for "
-            "SUV. Read the volume without SUV conversion (--suv)."
+            "SUV. Read the volume without SUV conversion (leave out --suv)."
         )
     return weight * 1000.0 / (dose * 2.0 ** (-decay_s / half_life))
 
@@ -319,7 +319,7 @@ def _decay_seconds(heads: list[pydicom.Dataset], rp: pydicom.Dataset, source: st
     except (AttributeError, ValueError):
         raise InputError(
             f"Cannot compute SUV for {source}: the series or injection time is missing or "
-            "malformed. Read the volume without SUV conversion (--suv)."
+            "malformed. Read the volume without SUV conversion (leave out --suv)."
         ) from None
     delta = scan - inject
     if delta < 0 and not rp.get("RadiopharmaceuticalStartDateTime"):

@@ -173,7 +173,7 @@ def read_volume(
         if suv:
             raise InputError(
                 f"SUV conversion needs the DICOM PET tags, and {p.name} is not DICOM; "
-                "read the PET DICOM folder instead, or read without SUV conversion (--suv)."
+                "read the PET DICOM folder instead, or read without SUV conversion (leave out --suv)."
             )
         image = _read_file(p)
         meta = {"format": "file"}
