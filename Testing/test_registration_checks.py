@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from EDPSNLib import interrupts
 from EDPSNLib.cli import cli_option, main
 from EDPSNLib.errors import RegistrationError, python_option
 from EDPSNLib.paths import data_root
@@ -223,3 +224,24 @@ def test_slice_bar_claims_no_rate_before_it_has_one(capsys) -> None:
     first = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "16/94" in first and "?slice/s" in first
     rep.progress(94, 94)
+
+
+def test_waiting_interrupt_stops_the_optimiser_at_once(rire: Volume) -> None:
+    # Ctrl-C or SIGTERM during registration is deferred until ITK returns: the optimiser
+    # must stop at its next iteration instead of running every level to the end.
+    moved = Volume(
+        sitk.Resample(
+            rire.image,
+            sitk.Euler3DTransform((0, 0, 0), 0.05, 0.0, 0.0, (4.0, 0.0, 0.0)),
+            sitk.sitkLinear,
+        ),
+        "MR",
+    )
+    steps: list[RegistrationStep] = []
+    normal = register(rire, moved)
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        interrupts.request("SIGINT")
+        register(rire, moved, progress=steps.append)
+    assert normal.iterations > 10
+    assert not [s for s in steps if ", iteration" in s.message]  # no iteration ran on
+    assert not interrupts.requested()  # nothing stays pending after the block

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import SimpleITK as sitk
 
+from EDPSNLib import interrupts
 from EDPSNLib.color import LUMA_WEIGHTS
 from EDPSNLib.errors import RegistrationError
 from EDPSNLib.volume.io import Volume
@@ -195,11 +196,7 @@ def optimise(
         r.SetOptimizerScalesFromPhysicalShift()  # steps of ~1 mm for rotations and shifts alike
         r.SetInitialTransform(transform, inPlace=True)
         tick = on_level(level) if on_level is not None else None
-        if tick is not None:
-            r.AddCommand(
-                sitk.sitkIterationEvent,
-                lambda r=r, tick=tick: tick(r.GetOptimizerIteration() + 1, r.GetMetricValue()),
-            )
+        r.AddCommand(sitk.sitkIterationEvent, lambda r=r, tick=tick: _on_iteration(r, tick))
         try:
             r.Execute(f_img, m_img)
         except RuntimeError as exc:
@@ -211,4 +208,15 @@ def optimise(
             ) from None
         count += r.GetOptimizerIteration()
         reason = r.GetOptimizerStopConditionDescription()
+        if interrupts.requested():  # the deferred interrupt is raised when registration returns
+            break
     return count, reason
+
+
+def _on_iteration(r: sitk.ImageRegistrationMethod, tick: Callable | None) -> None:
+    """After each optimiser iteration: stop at once when Ctrl-C or SIGTERM is waiting (ITK
+    runs the loop, so the interrupt is deferred until it returns), else report progress."""
+    if interrupts.requested():
+        r.StopRegistration()
+    elif tick is not None:
+        tick(r.GetOptimizerIteration() + 1, r.GetMetricValue())
