@@ -248,6 +248,18 @@ def _weights(args: argparse.Namespace) -> str | Path | None:
 DICOM_MODALITY = {"MRI": ("MR",), "CT": ("CT",), "PET": ("PT",), "SPECT": ("NM", "ST")}
 
 
+def read_inputs(args: argparse.Namespace) -> tuple[Volume, Volume]:
+    """Read ``--mri`` and ``--moving`` (series pickers, ``--suv``) and check their DICOM
+    Modality tags against the roles unless ``--ignore-modality-tag``."""
+    from EDPSNLib.volume.io import read_volume
+
+    mri = read_volume(args.mri, **_series(args.mri_series))
+    moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
+    if not args.ignore_modality_tag:
+        check_modality_tags(mri, moving, args.modality)
+    return mri, moving
+
+
 def check_modality_tags(mri: Volume, moving: Volume, modality: str) -> None:
     """Refuse volumes whose DICOM Modality tag says another modality than the one given.
 
@@ -326,7 +338,6 @@ def _run(args: argparse.Namespace) -> int:
     from EDPSNLib.fusion.pipeline import FusionOptions, fuse_volumes, metrics_rows
     from EDPSNLib.metrics.table import metrics_csv_text
     from EDPSNLib.threads import set_threads
-    from EDPSNLib.volume.io import read_volume
 
     rep = Reporter(args.json_progress)
     outs = _outputs(args)
@@ -347,10 +358,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     _check_appearance(opts)  # before the slow work, even when the modality does not use them
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
-    mri = read_volume(args.mri, **_series(args.mri_series))
-    moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
-    if not args.ignore_modality_tag:
-        check_modality_tags(mri, moving, args.modality)
+    mri, moving = read_inputs(args)
     rep.stage("fuse", f"Registering ({args.register}) and fusing along the {args.axis} axis")
     result = fuse_volumes(
         mri,

@@ -7,12 +7,11 @@ import shlex
 
 from EDPSNLib.cli.fuse import (
     Reporter,
-    _series,
     add_input_arguments,
     add_series_arguments,
     add_slicing_arguments,
-    check_modality_tags,
     parse_window,
+    read_inputs,
 )
 from EDPSNLib.names import REGISTRATION_METHODS
 
@@ -73,15 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from EDPSNLib.fusion.pipeline import FusionOptions
     from EDPSNLib.training.dataset_writer import dataset_summary
     from EDPSNLib.training.volume_dataset import prepare_volume_pair
-    from EDPSNLib.volume.io import read_volume
 
     rep = Reporter(args.json_progress, stage="slices")
     window = parse_window(args.ct_window)
     rep.stage("read", f"Reading {args.mri} and {args.moving}")
-    mri = read_volume(args.mri, **_series(args.mri_series))
-    moving = read_volume(args.moving, suv=args.suv, **_series(args.moving_series))
-    if not args.ignore_modality_tag:
-        check_modality_tags(mri, moving, args.modality)
+    mri, moving = read_inputs(args)
     rep.stage("prepare", f"Registering ({args.register}) and slicing along the {args.axis} axis")
     result = prepare_volume_pair(
         mri,
