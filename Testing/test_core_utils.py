@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from EDPSNLib.atomic import atomic_path, check_output_path, write_text_atomic
+import EDPSNLib.atomic as atomic_module
+from EDPSNLib import interrupts
+from EDPSNLib.atomic import atomic_path, atomic_paths, check_output_path, write_text_atomic
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.data.harvard import list_pairs, load_pair
 from EDPSNLib.errors import InputError
@@ -63,6 +65,27 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nii.gz"]
     write_text_atomic(target, "new")
     assert target.read_text() == "new"
+
+
+def test_atomic_paths_leave_no_temporary_when_interrupted_while_creating_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM right as the output set starts (the Slicer module's Cancel): the second
+    # temporary is never made, and the first must not stay behind.
+    made = []
+    real = atomic_module.tempfile.mkstemp
+
+    def mkstemp_then_signal(**kw):
+        if made:
+            interrupts.request("SIGTERM")  # what the handler does inside a deferred block
+        made.append(real(**kw))
+        return made[-1]
+
+    monkeypatch.setattr(atomic_module.tempfile, "mkstemp", mkstemp_then_signal)
+    targets = {"fused": tmp_path / "fused.nrrd", "regions": tmp_path / "regions.nrrd"}
+    with pytest.raises(KeyboardInterrupt), atomic_paths(targets):
+        raise AssertionError("the block must not run")
+    assert len(made) == 2 and list(tmp_path.iterdir()) == []
 
 
 def test_check_output_path(tmp_path: Path) -> None:

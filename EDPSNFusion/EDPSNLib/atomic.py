@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from EDPSNLib import interrupts
 from EDPSNLib.errors import InputError
 
 
@@ -33,11 +34,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     ext = suffix if suffix is not None else "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{ext}", dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    with interrupts.deferred():  # a signal must not come between mkstemp and the try below
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".tmp{ext}", dir=target.parent
+        )
+        os.close(fd)
+        tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp makes the file private (0600); give it the usual permissions of a new file.
@@ -88,10 +90,14 @@ def atomic_paths(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
     Returns:
         A context manager yielding name -> temporary path beside each target.
     """
-    tmps = {key: _temp_beside(Path(path)) for key, path in targets.items()}
+    tmps: dict[str, Path] = {}
     backups: dict[Path, Path] = {}
     placed: list[Path] = []
     try:
+        # A signal between creating a temporary and recording it would leak the file.
+        with interrupts.deferred():
+            for key, path in targets.items():
+                tmps[key] = _temp_beside(Path(path))
         yield tmps
         umask = os.umask(0)
         os.umask(umask)
