@@ -217,7 +217,7 @@ def test_cli_json_reports_registration_before_fusion(
 def test_slice_bar_claims_no_rate_before_it_has_one(capsys) -> None:
     # The first report comes after a whole batch; the bar used to start then and claim
     # about 3 million slices/s.
-    from EDPSNLib.cli.fuse import Reporter
+    from EDPSNLib.cli.reporter import Reporter
 
     rep = Reporter(json_lines=False)
     rep.progress(16, 94)

@@ -12,14 +12,13 @@ import pytest
 from EDPSNLib.cli import main
 from EDPSNLib.errors import InputError, WeightsError
 from EDPSNLib.fusion.slices import make_slice_fuser
+from EDPSNLib.models.install import install_model, remove_model
 from EDPSNLib.models.lookup import resolve_weights
 from EDPSNLib.models.registry import (
     DEFAULT_PAIRS,
     check_name,
     find_model,
-    install_model,
     list_models,
-    remove_model,
 )
 from EDPSNLib.models.weights import load_weights, read_metadata
 from EDPSNLib.paths import default_models_dir, repo_root

@@ -9,13 +9,12 @@ import argparse
 import json
 from pathlib import Path
 
+from EDPSNLib.models.install import install_model, remove_model
 from EDPSNLib.models.registry import (
     ModelEntry,
     find_model,
-    install_model,
     list_models,
     read_sidecar,
-    remove_model,
 )
 from EDPSNLib.paths import default_models_dir, user_models_dir
 

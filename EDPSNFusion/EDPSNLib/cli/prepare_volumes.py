@@ -6,13 +6,13 @@ import argparse
 import shlex
 
 from EDPSNLib.cli.fuse import (
-    Reporter,
     add_input_arguments,
     add_series_arguments,
     add_slicing_arguments,
     parse_window,
     read_inputs,
 )
+from EDPSNLib.cli.reporter import Reporter
 from EDPSNLib.names import REGISTRATION_METHODS
 
 

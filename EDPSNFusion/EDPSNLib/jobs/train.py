@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from EDPSNLib.errors import InputError
-from EDPSNLib.models.registry import check_name, install_model, weights_file
+from EDPSNLib.models.install import install_model
+from EDPSNLib.models.registry import check_name, weights_file
 from EDPSNLib.names import NETWORK_METHOD
 from EDPSNLib.paths import harvard_root, user_models_dir
 
