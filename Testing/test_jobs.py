@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ from EDPSNLib.jobs.prepare import (
 from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
 from EDPSNLib.jobs.results import TrainingCurves, comparison_rows, read_evaluation
 from EDPSNLib.jobs.train import (
+    TrainJob,
     cancel_file,
     check_training_inputs,
     evaluate_arguments,
@@ -99,15 +101,18 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
     (tmp_path / "harvard").mkdir()
     ns = _parse(
         train_arguments(
-            pair="MRI-SPECT",
-            out=tmp_path / "run",
-            data=tmp_path,
-            epochs=3,
-            batch_size=2,
-            lr=2.5e-5,
-            crop=96,
-            device="cpu",
-            init="/w/base.safetensors",
+            TrainJob(
+                "r",
+                "MRI-SPECT",
+                data=tmp_path,
+                epochs=3,
+                batch_size=2,
+                lr=2.5e-5,
+                crop=96,
+                device="cpu",
+                base="/w/base.safetensors",
+            ),
+            tmp_path / "run",
         )
     )
     assert (ns.pair, ns.out, ns.data) == (
@@ -119,17 +124,17 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
     assert (ns.init, ns.resume, ns.json_progress) == ("/w/base.safetensors", None, True)
     ns = _parse(
         train_arguments(
-            pair="MRI-PET",
-            out="o",
-            data=None,
-            epochs=1,
-            batch_size=1,
-            lr=1e-4,
-            crop=64,
-            device="auto",
-            init="i",
+            TrainJob(
+                "r",
+                "MRI-PET",
+                epochs=1,
+                batch_size=1,
+                crop=64,
+                base="i",
+                max_steps_per_epoch=2,
+            ),
+            "o",
             resume="o/checkpoint.pt",
-            max_steps_per_epoch=2,
         )
     )
     assert (ns.resume, ns.init, ns.data, ns.max_steps_per_epoch) == (
@@ -138,6 +143,15 @@ def test_train_and_evaluate_arguments_parse_with_the_real_cli(tmp_path):
         None,
         2,
     )
+    # A TrainJob's defaults are those of `edpsn train`; its run folder is the default --out.
+    ns, default = (
+        _parse(train_arguments(TrainJob("r", "MRI-CT"))),
+        build_parser().parse_args(["train", "--pair", "MRI-CT", "--out", "o"]),
+    )
+    assert [getattr(ns, k) for k in ("epochs", "batch_size", "lr", "crop", "device")] == [
+        getattr(default, k) for k in ("epochs", "batch_size", "lr", "crop", "device")
+    ]
+    assert ns.out == str(run_folder("r")) and ns.init is None
     ns = _parse(
         evaluate_arguments(pair="MRI-CT", weights="w.safetensors", out="e", data=None, device="cpu")
     )
@@ -291,27 +305,19 @@ def test_training_inputs_are_checked_before_anything_starts(tmp_path):
 
 def test_training_steps_score_train_and_score_again(tmp_path, monkeypatch):
     monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
-    common = dict(
-        name="run1",
-        pair="MRI-PET",
-        data=None,
-        device="cpu",
-        epochs=2,
-        batch_size=4,
-        lr=1e-4,
-        crop=64,
-    )
-    steps = training_steps(**common, base="/w/base.safetensors")
+    job = TrainJob("run1", "MRI-PET", device="cpu", epochs=2, batch_size=4, crop=64)
+    based = replace(job, base="/w/base.safetensors")
+    steps = training_steps(based)
     parsed = [_parse(args) for _, args in steps]
     assert [ns.command for ns in parsed] == ["evaluate", "train", "evaluate"]
     assert parsed[0].weights == "/w/base.safetensors" and parsed[1].init == "/w/base.safetensors"
     assert parsed[1].out == str(run_folder("run1")) == str(tmp_path / "runs" / "run1")
     assert parsed[2].weights == str(tmp_path / "runs" / "run1" / "EDPSN_MRI-PET.safetensors")
     # From scratch: no "before" score; a resumed run continues from its checkpoint.
-    assert [_parse(a).command for _, a in training_steps(**common)] == ["train", "evaluate"]
+    assert [_parse(a).command for _, a in training_steps(job)] == ["train", "evaluate"]
     (tmp_path / "runs" / "run1" / "before").mkdir(parents=True)
     (tmp_path / "runs" / "run1" / "before" / "summary.csv").write_text("scored already")
-    resumed = training_steps(**common, base="/w/base.safetensors", resume=True)
+    resumed = training_steps(based, resume=True)
     assert [_parse(a).command for _, a in resumed] == ["train", "evaluate"]
     ns = _parse(resumed[0][1])
     assert ns.resume == str(tmp_path / "runs" / "run1" / "checkpoint.pt") and ns.init is None
@@ -357,10 +363,10 @@ def test_the_training_chain_of_the_module_trains_installs_and_fine_tunes(tmp_pat
     monkeypatch.setenv("EDPSN_MODELS", str(tmp_path / "models"))
     root = synthetic_harvard(tmp_path / "data", "MRI-PET", n_train=10, n_test=2, size=48)
     env = child_environment(pythonpath=[repo_root() / "EDPSNFusion"])
-    common = dict(pair="MRI-PET", data=root, device="cpu", epochs=1, batch_size=2, lr=1e-4, crop=32)
+    common = dict(pair="MRI-PET", data=root, device="cpu", epochs=1, batch_size=2, crop=32)
 
     def run_steps(name, **kw):
-        for message, args in training_steps(name=name, **common, **kw):
+        for message, args in training_steps(TrainJob(name, **common, **kw)):
             proc = BackgroundProcess(module_command(sys.executable, "EDPSNLib.cli", *args), env=env)
             assert proc.start().wait(timeout=600) == 0, f"{message} {proc.stderr_tail}"
         return install_weights(name, "MRI-PET")
@@ -481,37 +487,17 @@ def test_case_names_from_node_names_are_accepted():
 
 def test_train_arguments_carry_the_cancel_file_and_steps_can_skip_scoring(tmp_path, monkeypatch):
     monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
-    args = train_arguments(
-        pair="MRI-CT",
-        out="o",
-        data=None,
-        epochs=1,
-        batch_size=1,
-        lr=1e-4,
-        crop=32,
-        device="cpu",
-        cancel_file=cancel_file("r"),
-    )
+    job = TrainJob("r", "MRI-CT", epochs=1, batch_size=1, crop=32, device="cpu")
+    args = train_arguments(replace(job, cancel_file=cancel_file("r")), "o")
     assert args[-2:] == ["--cancel-file", str(tmp_path / "runs" / "r" / "cancel.request")]
-    assert "--cancel-file" not in train_arguments(
-        pair="MRI-CT", out="o", data=None, epochs=1, batch_size=1, lr=1e-4, crop=32, device="cpu"
-    )
+    assert "--cancel-file" not in train_arguments(job, "o")
     assert _parse(args).cancel_file == str(cancel_file("r"))
-    common = dict(
-        name="r",
-        pair="MRI-CT",
-        data=dataset_folder("r"),
-        device="cpu",
-        epochs=1,
-        batch_size=1,
-        lr=1e-4,
-        crop=32,
-        base="/w/b.safetensors",
-        cancel_file=cancel_file("r"),
+    job = replace(
+        job, data=dataset_folder("r"), base="/w/b.safetensors", cancel_file=cancel_file("r")
     )
-    steps = training_steps(**common, score=False)
+    steps = training_steps(job, score=False)
     assert [a[0] for _, a in steps] == ["train"] and "--cancel-file" in steps[0][1]
-    assert [a[0] for _, a in training_steps(**common)] == ["evaluate", "train", "evaluate"]
+    assert [a[0] for _, a in training_steps(job)] == ["evaluate", "train", "evaluate"]
 
 
 def test_prepared_runs_are_recognised_for_resume(tmp_path, monkeypatch):
@@ -568,18 +554,17 @@ def test_the_scene_pair_chain_prepares_trains_and_cancels_through_the_file(tmp_p
     data = dataset_folder("scene")
     assert check_training_inputs(data, "MRI-PET", "scene") is None
     assert split_size(data, "MRI-PET", "train") > 0
-    steps = training_steps(
-        name="scene",
-        pair="MRI-PET",
+    job = TrainJob(
+        "scene",
+        "MRI-PET",
         data=data,
-        device="cpu",
         epochs=50,
         batch_size=2,
-        lr=1e-4,
         crop=32,
+        device="cpu",
         cancel_file=cancel_file("scene"),
-        score=split_size(data, "MRI-PET") > 0,
     )
+    steps = training_steps(job, score=split_size(data, "MRI-PET") > 0)
     train = next(a for _, a in steps if a[0] == "train")
     proc = BackgroundProcess(
         module_command(sys.executable, "EDPSNLib.cli", *train, "--threads", "1"), env=env

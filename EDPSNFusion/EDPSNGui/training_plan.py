@@ -49,27 +49,28 @@ def dataFolder(p):
 
 
 def settings(p, maxStepsPerEpoch=None):
-    """The training choices, read once at start (the GUI may change while the data is prepared)."""
-    return dict(
+    """The training choices as a TrainJob, read once at start (the GUI may change while the
+    data is prepared)."""
+    return train_jobs.TrainJob(
         name=p.outputName,
         pair=p.pair.value,
         data=dataFolder(p),
-        device=p.device.value,
         epochs=p.epochs,
         batch_size=p.batchSize,
         lr=p.learningRate,
         crop=p.crop,
+        device=p.device.value,
         base=p.baseWeights or None,
         max_steps_per_epoch=maxStepsPerEpoch,
         cancel_file=train_jobs.cancel_file(p.outputName),
     )
 
 
-def trainingSteps(s, score=True):
+def trainingSteps(job, score=True):
     """train_jobs.training_steps as chain steps; a run with a checkpoint is resumed."""
-    resume = (train_jobs.run_folder(s["name"]) / "checkpoint.pt").is_file()
+    resume = (job.folder / "checkpoint.pt").is_file()
     steps = []
-    for message, args in train_jobs.training_steps(**s, resume=resume, score=score):
+    for message, args in train_jobs.training_steps(job, resume=resume, score=score):
         train = args[0] == "train"
         steps.append(
             Step(
@@ -78,15 +79,15 @@ def trainingSteps(s, score=True):
                 "EDPSNLib.cli",
                 args,
                 graceS=CANCEL_GRACE_S if train else 10.0,
-                cancelFile=s["cancel_file"] if train else None,
+                cancelFile=job.cancel_file if train else None,
             )
         )
     return steps
 
 
-def prepareStep(p, s):
+def prepareStep(p, job):
     """The ``edpsn prepare`` step of a CHAOS or scene-pair source and what it records."""
-    out = prepare_jobs.dataset_folder(s["name"])
+    out = prepare_jobs.dataset_folder(job.name)
     if p.source == DataSource.CHAOS:
         sequence = p.mrSequence.value
         args = prepare_jobs.prepare_chaos_arguments(
@@ -125,23 +126,23 @@ def prepareStep(p, s):
 
 def trainingChain(p, log, maxStepsPerEpoch=None):
     """The steps of a training; the data set is prepared first unless it is ready."""
-    s = settings(p, maxStepsPerEpoch)
+    job = settings(p, maxStepsPerEpoch)
     if p.source == DataSource.HARVARD:
-        return StepChain(trainingSteps(s), log)
-    if prepare_jobs.is_prepared(s["name"]):
-        log(f"The data set of '{s['name']}' is prepared already: preparation skipped.")
-        return StepChain(trainingSteps(s, prepare_jobs.split_size(s["data"], s["pair"]) > 0), log)
-    step, source = prepareStep(p, s)
+        return StepChain(trainingSteps(job), log)
+    if prepare_jobs.is_prepared(job.name):
+        log(f"The data set of '{job.name}' is prepared already: preparation skipped.")
+        return StepChain(trainingSteps(job, prepare_jobs.split_size(job.data, job.pair) > 0), log)
+    step, source = prepareStep(p, job)
 
     def then():
-        prepare_jobs.mark_prepared(s["name"], source)
-        score = prepare_jobs.split_size(s["data"], s["pair"]) > 0
+        prepare_jobs.mark_prepared(job.name, source)
+        score = prepare_jobs.split_size(job.data, job.pair) > 0
         if not score:
             log("The prepared data set has no test split: the before/after scoring is skipped.")
-        return trainingSteps(s, score)
+        return trainingSteps(job, score)
 
     step.then = then
-    return StepChain([step], log, expected=1 + len(trainingSteps(s)))
+    return StepChain([step], log, expected=1 + len(trainingSteps(job)))
 
 
 def baseWeightsChoices(pair):

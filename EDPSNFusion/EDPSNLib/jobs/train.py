@@ -9,6 +9,7 @@ either). Preparing a data set is :mod:`EDPSNLib.jobs.prepare`; reading the resul
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from EDPSNLib.errors import InputError
@@ -21,26 +22,17 @@ from EDPSNLib.paths import harvard_root, user_models_dir
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def train_arguments(
-    *,
-    pair: str,
-    out: str | Path,
-    data: str | Path | None,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    crop: int,
-    device: str,
-    init: str | Path | None = None,
-    resume: str | Path | None = None,
-    max_steps_per_epoch: int | None = None,
-    cancel_file: str | Path | None = None,
-) -> list[str]:
-    """The ``edpsn train`` command line of a run, with JSON progress events on stdout.
+@dataclass
+class TrainJob:
+    """What the user chose in EDPSN Training: the settings of one training run.
 
-    Args:
+    The defaults are those of ``edpsn train`` and of the module's parameter node. What varies
+    from one command to the next of the same run (resuming, scoring) is an argument of
+    :func:`train_arguments` and :func:`training_steps` instead.
+
+    Attributes:
+        name: the run's name: its folder (:attr:`folder`) and its installed weights' name.
         pair: the modality pair, e.g. "MRI-PET".
-        out: the run folder (checkpoint, log, weights).
         data: a Harvard-layout folder (or the folder holding ``harvard/``); None for the
             shipped data.
         epochs: epochs to train.
@@ -48,48 +40,83 @@ def train_arguments(
         lr: the learning rate.
         crop: the side of the square training crops, in pixels.
         device: "auto", "cpu" or "cuda".
-        init: weights to start from (fine-tuning); ignored when resuming.
-        resume: a checkpoint to continue a cancelled run from.
+        base: weights to fine-tune (``--init``); None trains from scratch.
         max_steps_per_epoch: a cap on the steps of each epoch (short runs and tests).
-        cancel_file: the run saves a checkpoint and stops when this file appears.
+        cancel_file: the run saves a checkpoint and stops when this file appears (see
+            :func:`cancel_file`); None watches no file.
+
+    Example:
+        >>> job = TrainJob("r1", "MRI-CT", epochs=2)
+        >>> job.batch_size, job.folder.parts[-2:]
+        (8, ('runs', 'r1'))
+    """
+
+    name: str
+    pair: str
+    data: str | Path | None = None
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    crop: int = 128
+    device: str = "auto"
+    base: str | Path | None = None
+    max_steps_per_epoch: int | None = None
+    cancel_file: str | Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The run folder, :func:`run_folder` of :attr:`name` (not created here)."""
+        return run_folder(self.name)
+
+
+def train_arguments(
+    job: TrainJob, out: str | Path | None = None, resume: str | Path | None = None
+) -> list[str]:
+    """The ``edpsn train`` command line of a run, with JSON progress events on stdout.
+
+    Args:
+        job: the run's settings; ``job.base`` is passed as ``--init`` unless resuming.
+        out: the run folder (checkpoint, log, weights); None for ``job.folder``.
+        resume: a checkpoint to continue a cancelled run from.
 
     Returns:
         The arguments after the program name, as strings.
 
     Example:
-        >>> args = train_arguments(pair="MRI-CT", out="run", data=None, epochs=2,
-        ...     batch_size=4, lr=1e-4, crop=64, device="cpu", init="base.safetensors")
-        >>> args[:3], args[args.index("--init") + 1]
-        (['train', '--pair', 'MRI-CT'], 'base.safetensors')
+        >>> job = TrainJob("r", "MRI-CT", epochs=2, batch_size=4, crop=64, device="cpu",
+        ...     base="base.safetensors")
+        >>> args = train_arguments(job, out="run")
+        >>> args[:3], args[args.index("--init") + 1], args[args.index("--out") + 1]
+        (['train', '--pair', 'MRI-CT'], 'base.safetensors', 'run')
     """
     args = [
         "train",
         "--pair",
-        pair,
+        job.pair,
         "--out",
-        out,
+        job.folder if out is None else out,
         "--epochs",
-        epochs,
+        job.epochs,
         "--batch-size",
-        batch_size,
+        job.batch_size,
         "--lr",
-        repr(float(lr)),
+        repr(float(job.lr)),
         "--crop",
-        crop,
+        job.crop,
         "--device",
-        device,
+        job.device,
         "--json-progress",
     ]
-    if data is not None:
-        args += ["--data", harvard_root(data)]
+    if job.data is not None:
+        args += ["--data", harvard_root(job.data)]
     if resume is not None:
         args += ["--resume", resume]
-    elif init is not None:
-        args += ["--init", init]
-    if max_steps_per_epoch:
-        args += ["--max-steps-per-epoch", max_steps_per_epoch]
-    if cancel_file is not None:
-        args += ["--cancel-file", cancel_file]
+    elif job.base:
+        args += ["--init", job.base]
+    if job.max_steps_per_epoch:
+        args += ["--max-steps-per-epoch", job.max_steps_per_epoch]
+    if job.cancel_file is not None:
+        args += ["--cancel-file", job.cancel_file]
     return [str(a) for a in args]
 
 
@@ -217,20 +244,7 @@ def cancel_file(name: str) -> Path:
 
 
 def training_steps(
-    *,
-    name: str,
-    pair: str,
-    data: str | Path | None,
-    device: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    crop: int,
-    base: str | Path | None = None,
-    resume: bool = False,
-    max_steps_per_epoch: int | None = None,
-    cancel_file: str | Path | None = None,
-    score: bool = True,
+    job: TrainJob, *, resume: bool = False, score: bool = True
 ) -> list[tuple[str, list[str]]]:
     """The commands of one training run, in order, each with a message for the status line.
 
@@ -238,43 +252,29 @@ def training_steps(
     weights.
 
     Args:
-        name: the run's name (its folder is :func:`run_folder`).
-        pair, data, device, epochs, batch_size, lr, crop, max_steps_per_epoch, cancel_file:
-            as for :func:`train_arguments`.
-        base: weights to fine-tune; None trains from scratch (and scores nothing before).
-        resume: continue from the run's checkpoint instead of starting again.
+        job: the run's settings; it writes into ``job.folder``, and without ``job.base`` it
+            trains from scratch and scores nothing before.
+        resume: continue from the checkpoint in ``job.folder`` instead of starting again.
         score: False leaves the two scorings out (a data set without a test split).
 
     Returns:
         ``(message, arguments)`` of each ``edpsn`` command.
 
     Example:
-        >>> steps = training_steps(name="r", pair="MRI-CT", data=None, device="cpu", epochs=1,
-        ...     batch_size=2, lr=1e-4, crop=64)
-        >>> [arguments[0] for _, arguments in steps]
+        >>> job = TrainJob("r", "MRI-CT", epochs=1, batch_size=2, crop=64, device="cpu")
+        >>> [arguments[0] for _, arguments in training_steps(job)]
         ['train', 'evaluate']
     """
-    run = run_folder(name)
-    common = {"pair": pair, "data": data, "device": device}
+    run = job.folder
+    common = {"pair": job.pair, "data": job.data, "device": job.device}
     steps = []
-    if score and base and not (run / "before" / "summary.csv").is_file():
-        before = evaluate_arguments(weights=base, out=run / "before", **common)
+    if score and job.base and not (run / "before" / "summary.csv").is_file():
+        before = evaluate_arguments(weights=job.base, out=run / "before", **common)
         steps.append(("Scoring the base weights on the test split...", before))
-    train = train_arguments(
-        out=run,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        crop=crop,
-        init=base or None,
-        resume=run / "checkpoint.pt" if resume else None,
-        max_steps_per_epoch=max_steps_per_epoch,
-        cancel_file=cancel_file,
-        **common,
-    )
+    train = train_arguments(job, run, resume=run / "checkpoint.pt" if resume else None)
     steps.append(("Resuming the training..." if resume else "Training...", train))
     if score:
-        after = evaluate_arguments(weights=weights_file(run, pair), out=run / "after", **common)
+        after = evaluate_arguments(weights=weights_file(run, job.pair), out=run / "after", **common)
         steps.append(("Scoring the new weights on the test split...", after))
     return steps
 
