@@ -12,6 +12,7 @@ Every function here is a no-op (or the identity) in a single-process run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,12 +100,21 @@ def setup(device: torch.device) -> tuple[DistContext, torch.device]:
     return DistContext(world, rank, local, device, owns), device
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group made by :func:`setup` (no-op otherwise)."""
+def shutdown(ctx: DistContext, finished: bool = True) -> None:
+    """Leave the process group made by :func:`setup` (no-op otherwise).
+
+    After a run that ``finished`` (no error on this rank), every rank meets at a barrier
+    first: a rank whose gloo peer has already torn the group down can abort at exit
+    ("terminate called without an active exception"). After an error there is no barrier,
+    since the other ranks may never arrive.
+    """
     if ctx.owns_group:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if finished and ctx.distributed:
+                with contextlib.suppress(RuntimeError):
+                    dist.barrier()
             dist.destroy_process_group()
 
 

@@ -363,9 +363,12 @@ def train(
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     ctx, device = dist.setup(device)
+    finished = False
     try:
-        return _Run(cfg, progress, ctx, device).run(cancel)
+        result = _Run(cfg, progress, ctx, device).run(cancel)
+        finished = True
+        return result
     finally:
-        dist.shutdown(ctx)
+        dist.shutdown(ctx, finished)
         if torch.are_deterministic_algorithms_enabled() != was_deterministic:
             torch.use_deterministic_algorithms(was_deterministic)
