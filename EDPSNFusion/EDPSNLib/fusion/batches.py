@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,12 +15,28 @@ from EDPSNLib.fusion.normalize import to_uint8
 from EDPSNLib.fusion.slices import SliceFuser
 from EDPSNLib.metrics import METRIC_NAMES, fusion_metrics_regions
 from EDPSNLib.names import REGION_NAMES
-
-if TYPE_CHECKING:  # the pipeline builds the inputs and imports this module
-    from EDPSNLib.fusion.pipeline import SliceInputs
+from EDPSNLib.volume.io import Volume
+from EDPSNLib.volume.registration import RegistrationResult
 
 #: A pixel is background when both normalised images are below this (air outside the head).
 BACKGROUND_LEVEL = 2.0 / 255.0
+
+
+@dataclass
+class SliceInputs:
+    """A volume pair as the network sees it, slice-first on the MRI grid (fusion and training)."""
+
+    mri01: np.ndarray  # (N, H, W) float32 on [0, 1]
+    moving: np.ndarray  # (N, H, W[, 3]) moving values resampled onto the MRI grid
+    functional: Callable[[np.ndarray], np.ndarray]  # moving slices -> network input on [0, 1]
+    tissue: np.ndarray  # (N,) bool: slices with MRI tissue
+    axis: int  # the numpy axis (of z, y, x) the slices were taken along
+    resampled: Volume
+    registration: RegistrationResult | None
+    #: Scalar PET/SPECT: the values mapped to the colour map's ends; None for CT or RGB.
+    display_range: tuple[float, float] | None = None
+    #: What looks wrong about the inputs (a CT not in HU, a window that saturates).
+    warnings: list[str] = field(default_factory=list)
 
 
 def fuse_batch(

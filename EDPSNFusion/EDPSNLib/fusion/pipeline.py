@@ -13,7 +13,7 @@ import numpy as np
 from EDPSNLib import interrupts
 from EDPSNLib.color import rgb_to_luma
 from EDPSNLib.errors import InputError
-from EDPSNLib.fusion.batches import BACKGROUND_LEVEL, fuse_and_score
+from EDPSNLib.fusion.batches import BACKGROUND_LEVEL, SliceInputs, fuse_and_score
 from EDPSNLib.fusion.normalize import (
     DEFAULT_COLORMAP,
     apply_colormap,
@@ -217,23 +217,6 @@ def tissue_mask(mri01: np.ndarray) -> np.ndarray:
     return (mri01 > BACKGROUND_LEVEL).sum(axis=(1, 2)) >= MIN_TISSUE_PIXELS
 
 
-@dataclass
-class SliceInputs:
-    """A volume pair as the network sees it, slice-first on the MRI grid (fusion and training)."""
-
-    mri01: np.ndarray  # (N, H, W) float32 on [0, 1]
-    moving: np.ndarray  # (N, H, W[, 3]) moving values resampled onto the MRI grid
-    functional: Callable[[np.ndarray], np.ndarray]  # moving slices -> network input on [0, 1]
-    tissue: np.ndarray  # (N,) bool: slices with MRI tissue
-    axis: int  # the numpy axis (of z, y, x) the slices were taken along
-    resampled: Volume
-    registration: RegistrationResult | None
-    #: Scalar PET/SPECT: the values mapped to the colour map's ends; None for CT or RGB.
-    display_range: tuple[float, float] | None = None
-    #: What looks wrong about the inputs (a CT not in HU, a window that saturates).
-    warnings: list[str] = field(default_factory=list)
-
-
 def prepare_slices(
     mri: Volume,
     moving: Volume,
@@ -296,7 +279,7 @@ def fuse_volumes(
         opts: the user's choices (modality, registration, window or display range, ...).
         fuser: the slice fuser to use (default: made from ``opts.method`` and weights).
         progress: called with (slices done, slices to do) after each batch.
-        cancel: polled between batches; True stops with :class:`FusionCancelled`.
+        cancel: polled between batches; True stops with :class:`~EDPSNLib.fusion.batches.FusionCancelled`.
         log: receives progress messages (display range, weights).
         warn: receives warnings (a CT not in HU, ...); default ``log``. They are also kept
             in ``info["warnings"]``.
