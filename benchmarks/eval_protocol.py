@@ -289,6 +289,7 @@ def main() -> None:
                 text += f"(MRI, functional, {network[0]}, pixel max):\n\n![worst]({rel})\n"
     write_section(Path(args.doc), args.section, text)
     if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(records[0]))
             writer.writeheader()
