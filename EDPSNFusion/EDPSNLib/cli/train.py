@@ -106,7 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"--no-{switch}", action="store_true", help=f"ablation: train without {what}"
         )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for torch, ITK and BLAS together"
+    )
     parser.add_argument(
         "--json-progress", action="store_true", help="print progress events as JSON lines on stdout"
     )
@@ -151,14 +153,14 @@ class _CancelOnSignal:
 
 def run(args: argparse.Namespace) -> int:
     """Run the training; 0 when done, 130 when cancelled (checkpoint kept for --resume)."""
-    import torch
 
     from EDPSNLib.errors import EDPSNError
+    from EDPSNLib.threads import set_threads
     from EDPSNLib.training.distributed import is_main_process
     from EDPSNLib.training.trainer import TrainConfig, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads:  # torch, ITK and BLAS together, as edpsn fuse does
+        set_threads(args.threads)
     cfg = TrainConfig(
         out=args.out,
         pair=args.pair,
