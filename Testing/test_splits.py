@@ -13,6 +13,7 @@ from EDPSNLib.data.harvard import PAIR_NAMES, list_pairs, split_names
 from EDPSNLib.data.splits import case_folds, case_id, cases_of, fold_cases, fold_split_names
 from EDPSNLib.errors import InputError
 from EDPSNLib.paths import data_root
+from EDPSNLib.training.config import train_val_splits
 
 EXPECTED_FOLDS = {"MRI-CT": 5, "MRI-PET": 3, "MRI-SPECT": 5}
 
@@ -45,6 +46,17 @@ def test_no_case_on_two_sides_of_a_fold(pair: str) -> None:
         assert len(cases["val"]) == 1  # one whole held-out training case
         trainval = split_names(pair, f"case-fold-{k}/trainval")
         assert sorted(trainval) == sorted(parts["train"] + parts["val"])
+
+
+@pytest.mark.parametrize("pair", PAIR_NAMES)
+def test_case_all_trains_on_every_case_but_one_validation_case(pair: str) -> None:
+    train, val = split_names(pair, "case-all/train"), split_names(pair, "case-all/val")
+    assert _cases(val) == _cases(split_names(pair, "case-fold-0/val"))
+    assert not _cases(train) & _cases(val)
+    assert sorted(train + val) == sorted(split_names(pair, "all"))
+    assert split_names(pair, "case-all") == split_names(pair, "all")
+    assert split_names(pair, "case-all/test") == []
+    assert train_val_splits("case-all") == ("case-all/train", "case-all/val")
 
 
 def test_mri_pet_is_leave_one_case_out() -> None:

@@ -22,7 +22,8 @@ SPLITS = ("train", "val", "test", "trainval", "all")
 SPLIT_ALIASES = {"source-test": "test", "source-train": "train", "source-val": "val"}
 SPLIT_HELP = (
     "train, val, test (= source-test: the source repo's list), trainval, all, or a case-grouped "
-    "split case-fold-<k>[/train|val|test|trainval] (no atlas case on both sides; data/splits.py)"
+    "split case-fold-<k>[/train|val|test|trainval] (no atlas case on both sides; data/splits.py) "
+    "or case-all[/train|val] (the shipped weights' split)"
 )
 #: Fraction of the source repo's train list held out for validation, with a fixed seed.
 VAL_FRACTION = 0.2

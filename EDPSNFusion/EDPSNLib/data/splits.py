@@ -13,7 +13,9 @@ and others in test measures memory, not generalisation. The folds here group by 
   slices; ``train`` is every other case. ``trainval`` is ``train`` plus ``val``.
 
 Split names: ``case-fold-<k>`` (the held-out test cases), ``case-fold-<k>/<part>`` with part
-``train``, ``val``, ``test`` or ``trainval``.
+``train``, ``val``, ``test`` or ``trainval``. ``case-all`` is the split of the shipped weights,
+once a recipe has been measured on the folds: ``val`` is fold 0's validation case, ``train``
+every other case, ``test`` empty (``case-all`` alone is every case).
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ FOLD_PARTS = ("train", "val", "test", "trainval")
 #: At most this many folds (pairs with more cases get several cases per fold).
 MAX_FOLDS = 5
 _CASE_NAME = re.compile(r"^(\d+)(\d{3})$")
-_SPLIT_NAME = re.compile(r"^case-fold-(\d+)(?:/(\w+))?$")
+#: Name of the split that trains on every case but one validation case (the shipped weights).
+ALL_CASES = "case-all"
+#: The fold number :func:`parse_fold_split` gives ``case-all``.
+ALL_CASES_FOLD = -1
+_SPLIT_NAME = re.compile(r"^case-(?:fold-(\d+)|all)(?:/(\w+))?$")
 
 
 def case_id(name: str) -> int:
@@ -95,27 +101,47 @@ def case_folds(names: Iterable[str]) -> list[list[int]]:
 def parse_fold_split(split: str) -> tuple[int, str] | None:
     """``"case-fold-2/val"`` -> ``(2, "val")``; ``"case-fold-1"`` -> ``(1, "test")``; else None.
 
+    ``case-all[/<part>]`` gives fold :data:`ALL_CASES_FOLD`; ``case-all`` alone is ``trainval``.
+
     Example:
         >>> parse_fold_split("case-fold-2/val"), parse_fold_split("test")
         ((2, 'val'), None)
+        >>> parse_fold_split("case-all"), parse_fold_split("case-all/train")
+        ((-1, 'trainval'), (-1, 'train'))
     """
     match = _SPLIT_NAME.match(split)
     if match is None:
-        if split.startswith(CASE_FOLD_PREFIX):
+        if split.startswith(CASE_FOLD_PREFIX) or split.startswith(ALL_CASES):
             raise InputError(
-                f"Split '{split}' is not case-fold-<k> or case-fold-<k>/<part> with part in "
-                f"{', '.join(FOLD_PARTS)}."
+                f"Split '{split}' is not case-fold-<k>, case-fold-<k>/<part>, {ALL_CASES} or "
+                f"{ALL_CASES}/<part> with part in {', '.join(FOLD_PARTS)}."
             )
         return None
-    part = match.group(2) or "test"
+    fold = ALL_CASES_FOLD if match.group(1) is None else int(match.group(1))
+    part = match.group(2) or ("trainval" if fold == ALL_CASES_FOLD else "test")
     if part not in FOLD_PARTS:
         raise InputError(f"Split '{split}': part '{part}' is not one of {', '.join(FOLD_PARTS)}.")
-    return int(match.group(1)), part
+    return fold, part
 
 
 def fold_cases(names: Iterable[str], fold: int) -> dict[str, list[int]]:
-    """The cases of each part (train, val, test, trainval) of one fold."""
+    """The cases of each part (train, val, test, trainval) of one fold, or of ``case-all``.
+
+    Example:
+        >>> names = ["25001", "30001", "41001"]
+        >>> fold_cases(names, 0)["train"], fold_cases(names, ALL_CASES_FOLD)["train"]
+        ([41], [25, 41])
+    """
     folds = case_folds(names)
+    if fold == ALL_CASES_FOLD:
+        val = fold_cases(names, 0)["val"]
+        every = sorted(c for f in folds for c in f)
+        return {
+            "train": [c for c in every if c not in val],
+            "val": val,
+            "test": [],
+            "trainval": every,
+        }
     if not 0 <= fold < len(folds):
         raise InputError(
             f"Fold {fold} does not exist: this data has {len(folds)} case folds "

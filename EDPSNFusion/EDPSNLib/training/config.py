@@ -34,7 +34,8 @@ DATA_ORDER_KEYS = ("seed", "batch_size", "crop", "max_steps_per_epoch", "split",
 #: Training splits: the source repo's train list with a seeded 20 % validation, or a case fold.
 TRAIN_SPLIT_HELP = (
     "source (the source repo's train list, validation a seeded 20 %% of it) or case-fold-<k> "
-    "(train on the fold's training cases, select on its validation case; data/splits.py)"
+    "(train on the fold's training cases, select on its validation case; data/splits.py) or "
+    "case-all (every case but fold 0's validation case, which selects: the shipped weights)"
 )
 
 
@@ -68,7 +69,7 @@ class TrainConfig:
     # a GUI's earlier cancel: it is removed, with a warning.
     cancel_file: str | Path | None = None
     cancel_since: float | None = None
-    split: str = "source"  # "source" or "case-fold-<k>" (see train_val_splits)
+    split: str = "source"  # "source", "case-fold-<k>" or "case-all" (see train_val_splits)
     augment: tuple[str, ...] = ()  # subset of training.augment.AUGMENT_KINDS
 
     def __post_init__(self) -> None:
@@ -106,10 +107,12 @@ def train_val_splits(split: str) -> tuple[str, str]:
     Example:
         >>> train_val_splits("source"), train_val_splits("case-fold-1")
         (('train', 'val'), ('case-fold-1/train', 'case-fold-1/val'))
+        >>> train_val_splits("case-all")
+        ('case-all/train', 'case-all/val')
     """
     if split == "source":
         return "train", "val"
-    parsed = parse_fold_split(split) if split.startswith("case-fold-") else None
+    parsed = parse_fold_split(split) if split.startswith("case-") else None
     if parsed is None or "/" in split:
         raise InputError(f"Unknown training split '{split}'; use {TRAIN_SPLIT_HELP}.")
     return f"{split}/train", f"{split}/val"

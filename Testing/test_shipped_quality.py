@@ -1,0 +1,34 @@
+"""The shipped weights keep the functional uptake a radiologist reads (issue 10's failure).
+
+On real slices of the atlas case the shipped weights only used for epoch selection (fold 0's
+validation case, never a training image of ``case-all``), the fused image must not turn bright
+uptake dark: uptake loss (metrics/uptake.py) within the bar of 10 grey levels, and well below
+the plain mean's, which halves every uptake.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from EDPSNLib.data.harvard import list_pairs, load_pairs
+from EDPSNLib.fusion.methods import fusion_method
+from EDPSNLib.fusion.normalize import to_uint8
+from EDPSNLib.metrics.uptake import uptake_figures
+
+#: issue 10's bar, in grey levels.
+UPTAKE_BAR = 10.0
+
+
+def _uptake_loss(method: str, pair: str, mri: np.ndarray, func: np.ndarray) -> float:
+    fused = to_uint8(fusion_method(method, pair)(mri / 255.0, func / 255.0))
+    return float(np.nanmean(uptake_figures(mri, func, fused)["uptake_loss"]))
+
+
+@pytest.mark.parametrize("pair", ["MRI-PET"])
+def test_shipped_weights_keep_uptake_on_the_selection_case(pair: str) -> None:
+    mri, func = load_pairs(list_pairs(pair, "case-all/val")[::6])
+    network = _uptake_loss("edpsn", pair, mri, func)
+    mean = _uptake_loss("mean", pair, mri, func)
+    assert network <= UPTAKE_BAR, f"{pair}: uptake loss {network:.1f} grey levels"
+    assert network < 0.5 * mean, f"{pair}: {network:.1f} against the mean's {mean:.1f}"

@@ -1,0 +1,42 @@
+"""benchmarks/train_folds.py: every recipe is a valid ``edpsn train`` command; runs resume or skip."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from EDPSNLib.cli import build_parser
+from EDPSNLib.training.config import train_val_splits
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("train_folds", ROOT / "benchmarks/train_folds.py")
+train_folds = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_folds)
+
+
+@pytest.mark.parametrize("recipe", sorted(train_folds.RECIPES))
+def test_every_recipe_parses_as_edpsn_train(recipe: str, tmp_path: Path) -> None:
+    cmd = train_folds.train_command(recipe, "MRI-CT", "case-fold-3", 2, 30, tmp_path, 1)
+    assert cmd[1:4] == ["-m", "EDPSNLib.cli", "train"]
+    args = build_parser().parse_args(cmd[3:])
+    assert (args.split, args.seed, args.epochs, args.threads) == ("case-fold-3", 2, 30, 1)
+    assert args.augment == "all" and args.resume is None
+    assert train_val_splits(args.split) == ("case-fold-3/train", "case-fold-3/val")
+
+
+def test_an_interrupted_run_resumes_and_a_finished_one_is_skipped(tmp_path: Path) -> None:
+    run = tmp_path / "fold0-seed0"
+    run.mkdir()
+    assert not train_folds.finished(run)
+    (run / "checkpoint.pt").write_bytes(b"")
+    cmd = train_folds.train_command("uptake-mean25", "MRI-PET", "case-all", 0, 30, run, 2)
+    assert cmd[-2:] == ["--resume", str(run / "checkpoint.pt")]
+    events = [{"event": "epoch", "epoch": 3}]
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert not train_folds.finished(run)
+    events.append({"event": "done", "epoch": 30})
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert train_folds.finished(run)
