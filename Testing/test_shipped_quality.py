@@ -2,8 +2,11 @@
 
 On real slices of the atlas case the shipped weights only used for epoch selection (fold 0's
 validation case, never a training image of ``case-all``), the fused image must not turn bright
-uptake dark: uptake loss (metrics/uptake.py) within the bar of 10 grey levels, and well below
-the plain mean's, which halves every uptake.
+uptake dark: uptake loss (metrics/uptake.py) well below the plain mean's, which halves every
+uptake, and for MRI-PET within issue 10's bar of 10 grey levels. MRI-SPECT does not meet that
+bar yet (docs/protocol.md); its bound is what its weights do (15.4 against the mean's 22.8),
+which the weights shipped before issue 10 (24.2, worse than the mean) fail. MRI-CT's weights
+are still the older ones.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ def _uptake_loss(method: str, pair: str, mri: np.ndarray, func: np.ndarray) -> f
     return float(np.nanmean(uptake_figures(mri, func, fused)["uptake_loss"]))
 
 
-@pytest.mark.parametrize("pair", ["MRI-PET"])
-def test_shipped_weights_keep_uptake_on_the_selection_case(pair: str) -> None:
+@pytest.mark.parametrize(
+    ("pair", "bar", "of_mean"), [("MRI-PET", UPTAKE_BAR, 0.5), ("MRI-SPECT", 18.0, 0.75)]
+)
+def test_shipped_weights_keep_uptake_on_the_selection_case(
+    pair: str, bar: float, of_mean: float
+) -> None:
     mri, func = load_pairs(list_pairs(pair, "case-all/val")[::6])
     network = _uptake_loss("edpsn", pair, mri, func)
     mean = _uptake_loss("mean", pair, mri, func)
-    assert network <= UPTAKE_BAR, f"{pair}: uptake loss {network:.1f} grey levels"
-    assert network < 0.5 * mean, f"{pair}: {network:.1f} against the mean's {mean:.1f}"
+    assert network <= bar, f"{pair}: uptake loss {network:.1f} grey levels"
+    assert network < of_mean * mean, f"{pair}: {network:.1f} against the mean's {mean:.1f}"
