@@ -174,6 +174,18 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+def _run_limited(limit: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``edpsn ARGS`` in a child whose file-size limit is ``limit`` bytes."""
+    return subprocess.run(
+        [sys.executable, "-c", _LIMITED, limit, *args],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env=ENV,
+        timeout=300,
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX only")
 def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Path) -> None:
     mri, _ = _slab(tmp_path, 30, 30)
@@ -185,14 +197,7 @@ def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Pat
     args += ["--out", str(out / "fused.nrrd"), "--regions", str(out / "regions.nii")]
     args += ["--metrics", str(out / "metrics.csv")]
     limit = "1300000"
-    proc = subprocess.run(
-        [sys.executable, "-c", _LIMITED, limit, *args],
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        env=ENV,
-        timeout=300,
-    )
+    proc = _run_limited(limit, args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "regions.nii" in proc.stderr and "disk space" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -203,14 +208,7 @@ def test_disk_full_part_way_writes_no_output_and_keeps_the_old_set(tmp_path: Pat
     assert set(before) == {"fused.nrrd", "regions.nii", "metrics.csv"}
     assert int(limit) > (out / "fused.nrrd").stat().st_size  # the limit cut part-way
     assert int(limit) < (out / "regions.nii").stat().st_size
-    proc = subprocess.run(
-        [sys.executable, "-c", _LIMITED, limit, *args, "--method", "mean"],
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        env=ENV,
-        timeout=300,
-    )
+    proc = _run_limited(limit, [*args, "--method", "mean"])
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 

@@ -47,6 +47,12 @@ def _with_geometry(vol: Volume, modality: str, spacing=None, direction=None) -> 
     return Volume(img, modality)
 
 
+def _turned_and_shifted(vol: Volume) -> Volume:
+    """``vol`` resampled through a 0.05 rad turn and a 4 mm shift: a pair that must register."""
+    turn = sitk.Euler3DTransform((0, 0, 0), 0.05, 0.0, 0.0, (4.0, 0.0, 0.0))
+    return Volume(sitk.Resample(vol.image, turn, sitk.sitkLinear), "MR")
+
+
 def test_visible_male_ct_slab_is_refused_with_the_outline_figure() -> None:
     # The 8 mm CT slab from the skull vertex used to be placed in the middle of the brain,
     # turned 180 degrees, with exit code 0. Its outline then covers a quarter of the MRI's.
@@ -114,14 +120,7 @@ def test_flipped_direction_is_reported_as_a_mirror(rire: Volume, axis: int) -> N
 
 def test_progress_steps_end_with_the_result(rire: Volume) -> None:
     steps: list[RegistrationStep] = []
-    moved = Volume(
-        sitk.Resample(
-            rire.image,
-            sitk.Euler3DTransform((0, 0, 0), 0.05, 0.0, 0.0, (4.0, 0.0, 0.0)),
-            sitk.sitkLinear,
-        ),
-        "MR",
-    )
+    moved = _turned_and_shifted(rire)
     result = register(rire, moved, progress=steps.append)
     done = [s.done for s in steps]
     assert done == sorted(done) and done[0] == 0 and done[-1] == 100
@@ -229,14 +228,7 @@ def test_slice_bar_claims_no_rate_before_it_has_one(capsys) -> None:
 def test_waiting_interrupt_stops_the_optimiser_at_once(rire: Volume) -> None:
     # Ctrl-C or SIGTERM during registration is deferred until ITK returns: the optimiser
     # must stop at its next iteration instead of running every level to the end.
-    moved = Volume(
-        sitk.Resample(
-            rire.image,
-            sitk.Euler3DTransform((0, 0, 0), 0.05, 0.0, 0.0, (4.0, 0.0, 0.0)),
-            sitk.sitkLinear,
-        ),
-        "MR",
-    )
+    moved = _turned_and_shifted(rire)
     steps: list[RegistrationStep] = []
     normal = register(rire, moved)
     with pytest.raises(KeyboardInterrupt), interrupts.deferred():
