@@ -37,6 +37,27 @@ def test_an_interrupted_run_resumes_and_a_finished_one_is_skipped(tmp_path: Path
     events = [{"event": "epoch", "epoch": 3}]
     (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
     assert not train_folds.finished(run)
+    with open(run / "progress.jsonl", "a") as log:  # a kill cut the last line: resume
+        log.write('{"event": "step", "glo')
+    assert not train_folds.finished(run)
     events.append({"event": "done", "epoch": 30})
     (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
     assert train_folds.finished(run)
+
+
+def test_keep_copies_weights_and_epoch_events_only(tmp_path: Path) -> None:
+    run, kept = tmp_path / "run", tmp_path / "kept" / "r"
+    run.mkdir()
+    (run / "EDPSN_MRI-PET.safetensors").write_bytes(b"w")
+    (run / "EDPSN_MRI-PET.json").write_text("{}")
+    (run / "checkpoint.pt").write_bytes(b"c")
+    events = [{"event": "step", "loss": 1.0}, {"event": "epoch", "epoch": 1}, {"event": "done"}]
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert train_folds.keep(run, kept) == kept
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "EDPSN_MRI-PET.json",
+        "EDPSN_MRI-PET.safetensors",
+        "progress.jsonl",
+    ]
+    kept_events = [json.loads(line) for line in (kept / "progress.jsonl").read_text().splitlines()]
+    assert kept_events == events[1:] and train_folds.finished(kept)

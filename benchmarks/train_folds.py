@@ -10,6 +10,7 @@ case, which selects the epoch) into ``all-seed<s>/``: the shipped weights.
 
 Run (one MRI-PET fold takes about 7 CPU minutes on an idle 2-core machine):
     nice -n 10 .venv/bin/python benchmarks/train_folds.py --recipe uptake-mean25 --pair MRI-PET
+``--keep benchmarks/checkpoints`` copies each finished run there (weights, sidecar, epoch log).
 Then score them with ``benchmarks/eval_protocol.py --network
 'LABEL=runs/folds/<recipe>/{pair}/fold{fold}-seed0/EDPSN_{pair}.safetensors'``.
 """
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from EDPSNLib.data.harvard import PAIR_NAMES, split_names
 from EDPSNLib.data.splits import fold_count
+from EDPSNLib.training.config import CHECKPOINT_NAME, LOG_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,13 +46,32 @@ RECIPES: dict[str, str] = {
 }
 
 
+def _events(run: Path) -> list[dict]:
+    """The run's progress events; a line cut by a kill is skipped."""
+    log = run / LOG_NAME
+    events = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
 def finished(run: Path) -> bool:
     """True when the run's progress log ends with its ``done`` event."""
-    log = run / "progress.jsonl"
-    if not log.is_file():
-        return False
-    lines = log.read_text().strip().splitlines()
-    return bool(lines) and json.loads(lines[-1]).get("event") == "done"
+    events = _events(run)
+    return bool(events) and events[-1].get("event") == "done"
+
+
+def keep(run: Path, folder: Path) -> Path:
+    """Copy a finished run's weights, sidecar and epoch events (no step events) to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in run.glob("EDPSN_*"):
+        shutil.copy2(path, folder / path.name)
+    epochs = [json.dumps(e) for e in _events(run) if e.get("event") != "step"]
+    (folder / LOG_NAME).write_text("\n".join(epochs) + "\n")
+    return folder
 
 
 def train_command(
@@ -59,9 +81,22 @@ def train_command(
     cmd = [sys.executable, "-m", "EDPSNLib.cli", "train", "--pair", pair]
     cmd += ["--split", split, "--seed", str(seed), "--epochs", str(epochs)]
     cmd += ["--threads", str(threads), "--out", str(run), *COMMON.split(), *RECIPES[recipe].split()]
-    if (run / "checkpoint.pt").is_file():
-        cmd += ["--resume", str(run / "checkpoint.pt")]
+    if (run / CHECKPOINT_NAME).is_file():
+        cmd += ["--resume", str(run / CHECKPOINT_NAME)]
     return cmd
+
+
+def _train(args: argparse.Namespace, split: str, seed: int, run: Path) -> int:
+    """Run (or resume) one training run; its output goes to ``train.log`` in the run folder."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "EDPSNFusion"))
+    cmd = train_command(args.recipe, args.pair, split, seed, args.epochs, run, args.threads)
+    print(" ".join(cmd), flush=True)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "train.log", "a") as log:
+        rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if rc != 0:
+        print(f"{run}: edpsn train exited {rc}; see {run / 'train.log'}", flush=True)
+    return rc
 
 
 def main() -> int:
@@ -79,28 +114,30 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "folds"))
+    ap.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="copy each finished run to DIR/<recipe>/<pair>/<run>/ (weights, sidecar, epoch "
+        "log), as benchmarks/checkpoints holds them",
+    )
     args = ap.parse_args()
     folds = [f"fold{k}" for k in range(fold_count(split_names(args.pair, "all")))]
     if args.folds:
         folds = [f"fold{int(k)}" for k in args.folds.split(",")]
     if args.final:
         folds = ["all"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "EDPSNFusion"))
     for fold in folds:
         split = "case-all" if fold == "all" else f"case-fold-{fold[4:]}"
         for seed in (int(s) for s in args.seeds.split(",")):
             run = Path(args.out) / args.recipe / args.pair / f"{fold}-seed{seed}"
             if finished(run):
                 print(f"{run}: done, skipped", flush=True)
-                continue
-            cmd = train_command(args.recipe, args.pair, split, seed, args.epochs, run, args.threads)
-            print(" ".join(cmd), flush=True)
-            run.mkdir(parents=True, exist_ok=True)
-            with open(run / "train.log", "a") as log:
-                rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-            if rc != 0:
-                print(f"{run}: edpsn train exited {rc}; see {run / 'train.log'}", flush=True)
-                return rc
+            else:
+                rc = _train(args, split, seed, run)
+                if rc != 0:
+                    return rc
+            if args.keep:
+                print(f"kept in {keep(run, Path(args.keep) / run.relative_to(args.out))}")
     return 0
 
 
