@@ -18,6 +18,8 @@ from EDPSNLib.training.losses import (
     LOSS_TERMS,
     FusionLoss,
     LossConfig,
+    detail_target,
+    gaussian_blur,
     gradient_loss,
     luminance,
     max_intensity_loss,
@@ -92,6 +94,46 @@ def test_intensity_losses_zero_at_their_targets_positive_elsewhere(crops):
     assert torch.isclose(max_intensity_loss(f, a, b), ((f - torch.maximum(a, b)) ** 2).mean())
 
 
+def test_gaussian_blur_matches_scipy_on_real_image(crops):
+    mri, _ = crops
+    img = mri[:1].double()
+    ours = gaussian_blur(img, 2.0)[0, 0].numpy()
+    ref = ndimage.gaussian_filter(img[0, 0].numpy(), 2.0, mode="nearest", truncate=3.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+
+
+def test_detail_target_is_max_plus_darker_highpass(crops):
+    a, b = crops
+    a, b = a.double(), b.double()
+    assert torch.equal(detail_target(a, b, 0.0), torch.maximum(a, b))
+    darker = torch.minimum(a, b).numpy()
+    highpass = darker - ndimage.gaussian_filter(
+        darker, (0, 0, 2.0, 2.0), mode="nearest", truncate=3.0
+    )
+    expected = torch.maximum(a, b).numpy() + 0.6 * highpass
+    np.testing.assert_allclose(detail_target(a, b, 0.6).numpy(), expected, atol=1e-9)
+    # The max loss with a gain is zero at its detail target and positive at the plain max.
+    target = detail_target(a, b, 0.6)
+    assert max_intensity_loss(target, a, b, detail_gain=0.6) < 1e-20
+    assert max_intensity_loss(torch.maximum(a, b), a, b, detail_gain=0.6) > 1e-5
+
+
+def test_detail_target_same_sign_drops_opposing_detail():
+    # A bright ring in B (CT skull) over a dark ring in A (MRI): opposite-signed detail.
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    ring = (((yy - 16) ** 2 + (xx - 16) ** 2).sqrt() - 9).abs() < 1.5
+    b = torch.where(ring, 0.9, 0.2)[None, None]
+    a = torch.where(ring, 0.1, 0.5)[None, None]
+    plain = detail_target(a, b, 1.0)
+    same = detail_target(a, b, 1.0, same_sign=True)
+    # The darker source is the ring-shaped dip of A inside B's bright ring: the plain target
+    # lowers the ring's brightness (the skull greys), the same-sign target keeps it.
+    assert plain[0, 0][ring].mean() < 0.9 - 0.03
+    assert same[0, 0][ring].mean() >= 0.9 - 1e-6
+    brighter = torch.maximum(a, b)
+    assert (same - brighter).abs().max() <= (plain - brighter).abs().max()
+
+
 def test_gradient_loss_uses_max_of_input_gradients(crops):
     a, b = crops
     f = 0.7 * a + 0.3 * b
@@ -151,6 +193,10 @@ def test_loss_config_round_trip_and_rejects_negative_weights():
         LossConfig(w_perceptual=-1.0)
     with pytest.raises(InputError, match="Unknown loss setting"):
         LossConfig.from_dict({"w_ssim": 1.0})
+    with pytest.raises(InputError, match="detail_sigma"):
+        LossConfig(detail_sigma=0.0)
+    detail = LossConfig(detail_gain=0.6, detail_same_sign=True)
+    assert LossConfig.from_dict(detail.to_dict()) == detail
 
 
 def test_loss_rejects_mismatched_shapes(crops):

@@ -127,10 +127,12 @@ def test_bad_split_and_cli_fold_training(tmp_path, capsys):
     out = tmp_path / "cli"
     args = ["train", "--pair", "MRI-PET", "--out", str(out), "--epochs", "1"]
     args += ["--max-steps-per-epoch", "1", "--batch-size", "2", "--crop", "64"]
+    args += ["--detail-gain", "0.6", "--detail-same-sign"]
     args += ["--max-val-images", "1", "--device", "cpu", "--split", "case-fold-2"]
     args += ["--augment", "all", "--w-uptake", "1"]
     assert main(args) == 0
     meta = read_metadata(out / "EDPSN_MRI-PET.safetensors")
+    assert meta["loss"]["detail_gain"] == 0.6 and meta["loss"]["detail_same_sign"] is True
     assert meta["split"] == "case-fold-2/train" and "--split case-fold-2" in meta["command"]
     held_out = {case_id(p.name) for p in list_pairs("MRI-PET", "case-fold-2")}
     trained = {case_id(p.name) for p in list_pairs("MRI-PET", meta["split"])}

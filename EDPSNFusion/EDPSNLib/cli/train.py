@@ -97,6 +97,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=getattr(defaults, name),
             help=help_text,
         )
+    parser.add_argument(
+        "--detail-gain",
+        type=float,
+        default=defaults.detail_gain,
+        help="add this much of the darker source's detail (highpass) to the max target; 0: plain max",
+    )
+    parser.add_argument(
+        "--detail-sigma",
+        type=float,
+        default=defaults.detail_sigma,
+        help="Gaussian sigma in pixels of that highpass",
+    )
+    parser.add_argument(
+        "--detail-same-sign",
+        action="store_true",
+        help="add only detail whose sign agrees with the brighter source's (MRI-CT)",
+    )
     for switch, what in (
         ("eem", "edge enhancement"),
         ("ed", "entropy division"),
@@ -189,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
             w_gradient=args.w_gradient,
             w_perceptual=args.w_perceptual,
             w_uptake=args.w_uptake,
+            detail_gain=args.detail_gain,
+            detail_sigma=args.detail_sigma,
+            detail_same_sign=args.detail_same_sign,
         ),
         split=args.split,
         augment=args.augment,
