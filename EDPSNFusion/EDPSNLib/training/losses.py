@@ -32,7 +32,10 @@ max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mea
 49 MRI-PET validation pairs that fixed blend beats the mean, PCA, DWT and Laplacian baselines
 on SD, SCD, Q^AB/F, VIF and SSIM, and the max rule on EN, PSNR and SSIM (EN 5.03 vs 4.79,
 PSNR 13.4 vs 12.6 dB), while staying within 0.04 of max on SCD, 0.011 on Q^AB/F and 0.03 on
-VIF (``python benchmarks/bench_loss_targets.py MRI-PET``). The structure terms add the
+VIF (``python benchmarks/bench_loss_targets.py MRI-PET --split val --shifts none``; a source
+split, so only the first figures). The detail target ``max + 0.6 highpass(min)`` beats the max
+rule on five of the seven on every contrast shift of the MRI-PET and MRI-SPECT fold-0 validation
+cases (same command, default split; docs/protocol.md). The structure terms add the
 sharpness a per-pixel blend lacks. Their weights make each a comparable share of the total on
 Harvard crops: w_gradient = 1 (the Sobel L1 is 0.01-0.05 between candidate fusions, like the
 intensity MSEs) and w_perceptual = 0.05 (the relative feature error is 0.1-0.8, for VGG-16
