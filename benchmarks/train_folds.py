@@ -47,6 +47,9 @@ RECIPES: dict[str, str] = {
     # fixed rule max + 0.6 highpass(min) beats the pixel maximum on 5 of 7 metrics on every
     # shift of the MRI-PET and MRI-SPECT fold-0 validation cases (docs/protocol.md).
     "detail60": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6",
+    # The same detail target with the mean pull of uptake-mean25 kept (PSNR).
+    "detail60-mean25": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --detail-gain 0.6",
+    "detail30-mean25": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --detail-gain 0.3",
     "detail60-same": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--detail-same-sign",
 }
