@@ -13,13 +13,13 @@ from scipy import ndimage
 
 from EDPSNLib.data.harvard import list_pairs
 from EDPSNLib.errors import InputError, WeightsError
+from EDPSNLib.network.filters import gaussian_blur
 from EDPSNLib.training.datasets import HarvardFusionDataset, epoch_batches
 from EDPSNLib.training.losses import (
     LOSS_TERMS,
     FusionLoss,
     LossConfig,
     detail_target,
-    gaussian_blur,
     gradient_loss,
     luminance,
     max_intensity_loss,

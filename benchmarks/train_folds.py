@@ -50,6 +50,11 @@ RECIPES: dict[str, str] = {
     # The same detail target with the mean pull of uptake-mean25 kept (PSNR).
     "detail60-mean25": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --detail-gain 0.6",
     "detail30-mean25": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --detail-gain 0.3",
+    # The detail head (network/blocks.FusionHead): bases blended, each input's detail gained.
+    "head-detail60": "--head detail --w-uptake 1 --w-gradient 2 --w-mean-intensity 0 "
+    "--detail-gain 0.6",
+    "head-detail60-mean25": "--head detail --w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 "
+    "--detail-gain 0.6",
     "detail60-same": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--detail-same-sign",
 }

@@ -114,6 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add only detail whose sign agrees with the brighter source's (MRI-CT)",
     )
+    parser.add_argument(
+        "--head",
+        choices=("blend", "detail", "direct"),
+        help="output head of a fresh network (default: the shipped network's, blend)",
+    )
     for switch, what in (
         ("eem", "edge enhancement"),
         ("ed", "entropy division"),
@@ -135,6 +140,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop (with a checkpoint, exit 130) when this file appears; one present at start "
         "is removed as stale",
     )
+
+
+def _model_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The EDPSNConfig fields the command line changes (ablation switches, head), or None."""
+    model: dict[str, Any] = {
+        f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")
+    }
+    if args.head:
+        model["head"] = args.head
+    return model or None
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -199,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         cancel_since=IMPORTED_AT,
         progress_bar=not args.json_progress,
         command=_command(args),
-        model={f"use_{k}": False for k in ("eem", "ed", "dps") if getattr(args, f"no_{k}")} or None,
+        model=_model_settings(args),
         loss=LossConfig(
             w_max_intensity=args.w_max_intensity,
             w_mean_intensity=args.w_mean_intensity,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from EDPSNLib.network.filters import split_detail
+
 
 class MultiScaleFusionBlock(nn.Module):
     """MFB: parallel dilated 3x3 branches, concatenated, 1x1 merge, residual; keeps the shape.
@@ -152,14 +154,20 @@ class FusionHead(nn.Module):
     exactly) plus a small learned correction, which trains fast and keeps the inputs' crisp
     detail. The correction is relative to the local signal so that black background (both
     inputs 0) stays exactly black: an absolute one left a grey veil there that costs SSIM.
+    ``detail``: each input split into a Gaussian base and its detail (``filters.split_detail``);
+    fused = w * base(mri) + (1 - w) * base(func_y) + g_m * detail(mri) + g_f * detail(func_y) +
+    the same correction, with gains g = 2 sigmoid(.) in (0, 2). The blend head can only show
+    MRI structure inside uptake by mixing in the MRI's darker base as well (the uptake loss);
+    this one keeps the brighter base and lays the other image's detail over it.
     ``direct``: fused = sigmoid(conv(features)).
 
     Args:
         channels: width of the features.
         hidden: width of the hidden 3x3 layer.
-        mode: ``blend`` or ``direct``.
+        mode: ``blend``, ``detail`` or ``direct``.
         residual_scale: the blend correction's scale.
         negative_slope: LeakyReLU slope.
+        sigma: Gaussian sigma (pixels) of the ``detail`` head's base.
 
     Example:
         >>> head = FusionHead(8, 4)
@@ -175,17 +183,19 @@ class FusionHead(nn.Module):
         mode: str = "blend",
         residual_scale: float = 0.2,
         negative_slope: float = 0.1,
+        sigma: float = 2.0,
     ) -> None:
         super().__init__()
         self.mode = mode
         self.residual_scale = float(residual_scale)
-        out = 2 if mode == "blend" else 1
+        self.sigma = float(sigma)
+        out = {"blend": 2, "detail": 4}.get(mode, 1)
         self.hidden = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1), nn.LeakyReLU(negative_slope)
         )
         self.out = nn.Conv2d(hidden, out, 3, padding=1)
-        # Start near the plain average (w = 0.5, r = 0): small but non-zero, so every weight
-        # receives a gradient from the first step.
+        # Start near the plain average (w = 0.5, r = 0, detail gains 1): small but non-zero, so
+        # every weight receives a gradient from the first step.
         with torch.no_grad():
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
@@ -193,7 +203,7 @@ class FusionHead(nn.Module):
     def forward(
         self, features: torch.Tensor, mri: torch.Tensor, func_y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The fused luminance and, for ``blend``, the MRI's per-pixel share w.
+        """The fused luminance and, for ``blend`` and ``detail``, the MRI's per-pixel share w.
 
         Args:
             features: (B, C, H, W) fused deep features.
@@ -201,16 +211,24 @@ class FusionHead(nn.Module):
             func_y: (B, 1, H, W) functional luminance on [0, 1].
 
         Returns:
-            (fused (B, 1, H, W) float32, or float64 for a double model; w (B, 1, H, W) or None for
-            ``direct``).
+            (fused (B, 1, H, W) float32, or float64 for a double model; w (B, 1, H, W) (of the
+            bases for ``detail``) or None for ``direct``).
         """
         raw = self.out(self.hidden(features))
         dtype = torch.promote_types(raw.dtype, torch.float32)  # float32 out of autocast
         raw = raw.to(dtype)
-        if self.mode != "blend":
+        if self.mode == "direct":
             return torch.sigmoid(raw), None
         weight = torch.sigmoid(raw[:, :1])
         mri, func_y = mri.to(dtype), func_y.to(dtype)
         residual = self.residual_scale * torch.tanh(raw[:, 1:2]) * torch.maximum(mri, func_y)
-        fused = weight * mri + (1.0 - weight) * func_y + residual
+        if self.mode == "blend":
+            fused = weight * mri + (1.0 - weight) * func_y + residual
+        else:
+            (base_m, detail_m), (base_f, detail_f) = (
+                split_detail(x, self.sigma) for x in (mri, func_y)
+            )
+            gains = 2.0 * torch.sigmoid(raw[:, 2:4])
+            fused = weight * base_m + (1.0 - weight) * base_f + residual
+            fused = fused + gains[:, :1] * detail_m + gains[:, 1:] * detail_f
         return torch.clamp(fused, 0.0, 1.0), weight

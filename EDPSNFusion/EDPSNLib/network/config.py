@@ -18,7 +18,7 @@ from EDPSNLib.errors import InputError
 ARCHITECTURE = "edpsn-v1"
 
 _ENTROPY_SOURCES = ("max", "mean", "mri", "func")
-_HEADS = ("blend", "direct")
+_HEADS = ("blend", "detail", "direct")
 
 
 @dataclass
@@ -34,7 +34,7 @@ class EDPSNConfig:
         >>> EDPSNConfig(head="sum")
         Traceback (most recent call last):
         ...
-        EDPSNLib.errors.InputError: Invalid EDPSN config: head must be one of ('blend', 'direct'), got 'sum'.
+        EDPSNLib.errors.InputError: Invalid EDPSN config: head must be one of ('blend', 'detail', 'direct'), got 'sum'.
     """
 
     # Ablation switches (paper section "ablation"): EEM, ED and DPS can each be turned off.
@@ -55,9 +55,11 @@ class EDPSNConfig:
     use_attention: bool = True  # squeeze-and-excitation channel attention closing each AFM
     attention_reduction: int = 4
     negative_slope: float = 0.1  # LeakyReLU slope
-    # Output head: "blend" = w*mri + (1-w)*func_y + residual_scale*tanh(r); "direct" = sigmoid.
+    # Output head: "blend" = w*mri + (1-w)*func_y + residual_scale*tanh(r); "detail" = the same
+    # blend of Gaussian bases plus learned gains on each input's detail; "direct" = sigmoid.
     head: str = "blend"
     residual_scale: float = 0.2
+    head_sigma: float = 2.0  # Gaussian sigma (pixels) splitting base and detail in "detail"
     decoder_channels: int = 8
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class EDPSNConfig:
             problems.append(f"entropy_source must be one of {_ENTROPY_SOURCES}")
         if self.head not in _HEADS:
             problems.append(f"head must be one of {_HEADS}, got {self.head!r}")
+        if self.head_sigma <= 0:
+            problems.append(f"head_sigma must be > 0, got {self.head_sigma}")
         if self.eem_weight < 0:
             problems.append(f"eem_weight must be >= 0, got {self.eem_weight}")
         if problems:

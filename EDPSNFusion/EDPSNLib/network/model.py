@@ -90,7 +90,12 @@ class EDPSN(nn.Module):
         self.merge = nn.Conv2d(3 * width, width, 1)
         self.act = nn.LeakyReLU(cfg.negative_slope)
         self.head = FusionHead(
-            width, cfg.decoder_channels, cfg.head, cfg.residual_scale, cfg.negative_slope
+            width,
+            cfg.decoder_channels,
+            cfg.head,
+            cfg.residual_scale,
+            cfg.negative_slope,
+            cfg.head_sigma,
         )
 
     def preprocess_functional(self, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

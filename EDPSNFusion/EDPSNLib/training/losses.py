@@ -45,7 +45,6 @@ and the fallback alike).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +55,7 @@ from torch import nn
 
 from EDPSNLib.errors import InputError
 from EDPSNLib.network.color import rgb_to_ycbcr
+from EDPSNLib.network.filters import gaussian_blur
 from EDPSNLib.training.perceptual import FeatureExtractor
 
 #: The loss terms, in the order they are logged.
@@ -126,19 +126,6 @@ def sobel_magnitude(image: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Sobel gradient magnitude sqrt(gx^2 + gy^2 + eps) of (B, C, H, W), same shape."""
     gx, gy = sobel_gradients(image)
     return torch.sqrt(gx * gx + gy * gy + eps)
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W), radius ceil(3 sigma), replicate-padded, same shape."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    b, c, h, w = image.shape
-    out = F.pad(image.reshape(b * c, 1, h, w), (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
-    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
-    return out.reshape(b, c, h, w)
 
 
 def detail_target(
