@@ -18,6 +18,7 @@ from EDPSNLib.network.color import rgb_to_ycbcr
 from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
 from EDPSNLib.network.edge import edge_enhance
 from EDPSNLib.network.entropy import region_map
+from EDPSNLib.network.filters import gaussian_blur as gaussian_blur
 from EDPSNLib.network.model import EDPSN
 
 
@@ -73,6 +74,32 @@ def test_fuse_luma_outputs() -> None:
     # The blend head: fused = w * mri + (1 - w) * y + bounded residual.
     blend = w * mri + (1 - w) * y
     assert (out["fused"] - blend).abs().max() <= model.config.residual_scale + 1e-6
+
+
+def test_detail_head_lays_one_inputs_detail_over_the_others_base() -> None:
+    mri, func = _batch("MRI-PET", 2, (64, 80))
+    model = _model(head="detail")
+    y, _ = model.preprocess_functional(func)
+    with torch.no_grad():
+        out = model.fuse_luma(mri, y)
+        assert (out["fused"] == 0).sum() >= ((mri == 0) & (y == 0)).sum()  # black stays black
+        # Fix the head's outputs through its biases: base of PET (w -> 0), no residual, MRI
+        # detail gain 1 (logit 0), PET detail gain 2 sigmoid(b).
+        head = model.head
+        head.out.weight.zero_()
+        for bias, expected_gain in ((-30.0, 0.0), (0.0, 1.0)):
+            head.out.bias.copy_(torch.tensor([-30.0, 0.0, 0.0, bias]))
+            fused = model.fuse_luma(mri, y)["fused"]
+            base = gaussian_blur(y, model.config.head_sigma)
+            expected = base + (mri - gaussian_blur(mri, model.config.head_sigma))
+            expected = expected + expected_gain * (y - base)
+            torch.testing.assert_close(fused, expected.clamp(0, 1), atol=1e-5, rtol=0)
+    # With PET detail gain 1 that is the PET itself with the MRI's detail laid over it.
+    torch.testing.assert_close(
+        fused, (y + mri - gaussian_blur(mri, 2.0)).clamp(0, 1), atol=1e-5, rtol=0
+    )
+    with pytest.raises(InputError, match="head_sigma"):
+        EDPSNConfig(head="detail", head_sigma=0)
 
 
 def test_preprocess_functional_enhanced_y_and_chroma() -> None:
