@@ -55,6 +55,12 @@ RECIPES: dict[str, str] = {
     "--detail-gain 0.6",
     "head-detail60-mean25": "--head detail --w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 "
     "--detail-gain 0.6",
+    "head-detail60-u10": "--head detail --w-uptake 10 --w-gradient 2 --w-mean-intensity 0 "
+    "--detail-gain 0.6",
+    # head-detail60-u10 with the blend head: does the head or the uptake weight do the work?
+    "detail60-u10": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6",
+    "head-detail60-same": "--head detail --w-uptake 1 --w-gradient 2 --w-mean-intensity 0 "
+    "--detail-gain 0.6 --detail-same-sign",
     "detail60-same": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--detail-same-sign",
 }
