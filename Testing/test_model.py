@@ -18,7 +18,7 @@ from EDPSNLib.network.color import rgb_to_ycbcr
 from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
 from EDPSNLib.network.edge import edge_enhance
 from EDPSNLib.network.entropy import region_map
-from EDPSNLib.network.filters import gaussian_blur as gaussian_blur
+from EDPSNLib.network.filters import gaussian_blur
 from EDPSNLib.network.model import EDPSN
 
 

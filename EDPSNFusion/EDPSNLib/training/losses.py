@@ -55,7 +55,7 @@ from torch import nn
 
 from EDPSNLib.errors import InputError
 from EDPSNLib.network.color import rgb_to_ycbcr
-from EDPSNLib.network.filters import gaussian_blur
+from EDPSNLib.network.filters import split_detail
 from EDPSNLib.training.perceptual import FeatureExtractor
 
 #: The loss terms, in the order they are logged.
@@ -141,9 +141,9 @@ def detail_target(
         (1.48, 1.0)
     """
     brighter, darker = torch.maximum(a, b), torch.minimum(a, b)
-    detail = darker - gaussian_blur(darker, sigma)
+    detail = split_detail(darker, sigma)[1]
     if same_sign:
-        detail = detail * (detail * (brighter - gaussian_blur(brighter, sigma)) >= 0)
+        detail = detail * (detail * split_detail(brighter, sigma)[1] >= 0)
     return brighter + gain * detail
 
 
