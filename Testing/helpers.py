@@ -32,3 +32,20 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def parse_cli(args: list[str]):
+    """``args`` (command first) parsed by the real ``edpsn`` parser of that one command."""
+    from EDPSNLib.cli import build_parser
+
+    return build_parser(only=args[0]).parse_args(args)
+
+
+def copy_default_weights(pair: str, target) -> None:
+    """A real shipped weights file and its sidecar, copied under another name."""
+    from EDPSNLib.models.lookup import default_weights_path
+
+    src = default_weights_path(pair)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(src.read_bytes())
+    target.with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())

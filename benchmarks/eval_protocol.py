@@ -131,6 +131,12 @@ def wins(means: dict, pair: str, shift: str, label: str) -> dict[str, int]:
     }
 
 
+def bar_met(means: dict, pair: str, shift: str, label: str) -> bool:
+    """The issue's bar on one shift: >= WINS_NEEDED wins against each baseline, uptake <= bar."""
+    enough = min(wins(means, pair, shift, label).values()) >= WINS_NEEDED
+    return enough and means[(pair, shift, label)]["uptake_loss"] <= UPTAKE_BAR
+
+
 def markdown(means: dict, args: argparse.Namespace, n_images: dict[str, int]) -> str:
     """The section text: a summary per pair (rows: shifts), then one table per (pair, shift)."""
     labels = [label for label, _ in args.networks]
@@ -160,7 +166,7 @@ def markdown(means: dict, args: argparse.Namespace, n_images: dict[str, int]) ->
             for shift in args.shifts:
                 w = wins(means, pair, shift, label)
                 up = [means[(pair, shift, m)]["uptake_loss"] for m in (label, "mean", "max")]
-                met = min(w.values()) >= WINS_NEEDED and up[0] <= UPTAKE_BAR
+                met = bar_met(means, pair, shift, label)
                 lines.append(
                     f"| {shift} | {' / '.join(str(v) for v in w.values())} | "
                     f"{' / '.join(f'{u:.1f}' for u in up)} | {'yes' if met else 'no'} |"
