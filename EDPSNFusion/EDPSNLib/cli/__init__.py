@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        """Show an EDPSNWarning as one ``edpsn <command>: warning:`` line; others as before."""
         if not issubclass(category, EDPSNWarning):
             return show(message, category, filename, lineno, file, line)
         print(f"edpsn {args.command}: warning: {message}", file=sys.stderr)

@@ -234,6 +234,7 @@ def interrupts_as_keyboard() -> Iterator[dict[str, bool]]:
     state = {"hit": False}
 
     def handler(signum: int, _frame: object) -> None:
+        """Note the signal; raise KeyboardInterrupt, or inside ITK ask to stop after the step."""
         state["hit"] = True
         name = signal.Signals(signum).name
         if interrupts.deferring():  # inside ITK: raising here would be swallowed
@@ -342,6 +343,7 @@ def _write_outputs(
     from EDPSNLib.volume.transforms import save_transform
 
     def volume(key: str, array: object) -> None:
+        """Write ``array`` on the MRI's grid to the temporary path of output ``key``."""
         try:
             write_volume(Volume.from_array(array, mri), tmp[key], mri)
         except InputError as exc:  # name the output the user asked for, not its temporary

@@ -53,16 +53,19 @@ class Reporter:
         self.warnings: list[str] = []
 
     def emit(self, **event: object) -> None:
+        """Print ``event`` as one JSON line on stdout (JSON mode only)."""
         if self.json_lines:
             print(json.dumps(event), flush=True)
 
     def warn(self, message: str) -> None:
+        """Keep ``message`` for the summary; a JSON "warning" event, or a line on stderr."""
         self.warnings.append(message)
         self.emit(event="warning", message=message)
         if not self.json_lines:
             print(f"warning: {message}", file=sys.stderr)
 
     def progress(self, done: int, total: int, message: str) -> None:
+        """A "prepare" progress event; for a person, a ``[done+1/total] message`` line on stderr."""
         self.emit(event="progress", stage="prepare", done=done, total=total, message=message)
         if not self.json_lines and done < total:
             print(f"[{done + 1}/{total}] {message}", file=sys.stderr, flush=True)

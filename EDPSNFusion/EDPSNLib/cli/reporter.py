@@ -16,15 +16,18 @@ class Reporter:
         self.bar = None
 
     def emit(self, **event: object) -> None:
+        """Print ``event`` as JSON on stdout, or a stage or log event's message on stderr."""
         if self.json_lines:
             print(json.dumps(event), flush=True)
         elif event["event"] in ("stage", "log"):
             print(event["message"], file=sys.stderr)
 
     def stage(self, stage: str, message: str) -> None:
+        """Announce ``stage``: a JSON "stage" event, or ``message`` on stderr."""
         self.emit(event="stage", stage=stage, message=message)
 
     def log(self, message: str) -> None:
+        """A log line: a JSON "log" event, or ``message`` on stderr."""
         self.emit(event="log", message=message)
 
     def warn(self, message: str) -> None:
@@ -35,6 +38,7 @@ class Reporter:
             print(f"edpsn {self.label}: warning: {message}", file=sys.stderr)
 
     def progress(self, done: int, total: int) -> None:
+        """``done`` of ``total`` slices: a JSON "progress" event, or the tqdm bar on stderr."""
         if self.json_lines:
             self.emit(event="progress", stage=self.label, done=done, total=total)
             return

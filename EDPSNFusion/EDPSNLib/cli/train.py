@@ -230,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     def progress(event: dict[str, Any]) -> None:
+        """Pass on a training event: JSON on stdout (--json-progress), else warnings on stderr."""
         if args.json_progress:
             print(json.dumps(event), flush=True)
         elif event["event"] == "warning":

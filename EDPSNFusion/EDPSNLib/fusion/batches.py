@@ -98,6 +98,7 @@ class _SliceResults:
 
     @classmethod
     def empty(cls, shape: tuple[int, int, int], rgb: bool) -> _SliceResults:
+        """Results for ``shape`` (N, H, W) slices: zero images, NaN metrics, zero pixel counts."""
         n = shape[0]
         return cls(
             fused=np.zeros(shape + ((3,) if rgb else ()), np.uint8),

@@ -28,6 +28,7 @@ def method_names() -> list[str]:
 
 def _per_image(fuse_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BatchFusion:
     def fuse_batch(mri: np.ndarray, func: np.ndarray) -> np.ndarray:
+        """(N, H, W) ``mri``, (N, H, W[, 3]) ``func`` -> fused pair by pair, like ``func``."""
         return np.stack([fuse_one(m, f) for m, f in zip(mri, func)])
 
     return fuse_batch

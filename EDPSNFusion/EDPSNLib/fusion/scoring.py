@@ -271,10 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def emit(**event: object) -> None:
+        """Print ``event`` as one JSON line on stdout when --json-progress is given."""
         if args.json_progress:
             print(json.dumps(event), flush=True)
 
     def load(path: str) -> tuple[np.ndarray, np.ndarray]:
+        """Read a volume without validation: (its array, its 4x4 IJK-to-RAS matrix)."""
         vol = read_volume(path, validate=False)
         return vol.array, ijk_to_ras_matrix(vol)
 

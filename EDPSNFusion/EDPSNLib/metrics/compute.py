@@ -109,6 +109,7 @@ def _scored(
     chosen = [m] if regions is None else [None, *region_masks(regions, *arrays[0].shape[:3])]
 
     def core(lin: np.ndarray, masks: list[Mask], ws: Workspace) -> list[Result]:
+        """The seven metrics of a chunk's luma ``lin`` (k, n, H, W): one Result per mask."""
         return seven_metrics(lin, masks=masks, ws=ws, options=options)
 
     return run(core, arrays, chosen, METRIC_NAMES, options.round_luma, workers)

@@ -78,6 +78,7 @@ def run(
     local = threading.local()
 
     def one(s: slice) -> list[Result]:
+        """Luma of chunk ``s`` of every array in this thread's Workspace, then ``core`` on it."""
         ws = local.__dict__.setdefault("ws", Workspace())
         first = arrays[0][s]
         lin = ws.get("lin", (len(arrays), *first.shape[:3]))
@@ -114,6 +115,7 @@ def metric_core(
     """
 
     def core(lin: np.ndarray, masks: list[Mask], ws: Workspace) -> list[Result]:
+        """``maps`` once on the luma ``lin`` (k, n, H, W), then ``{"v": reduce(...)}`` per mask."""
         computed = maps(lin, ws)
         return [{"v": reduce(computed, m, ws)} for m in masks]
 

@@ -48,6 +48,7 @@ class MultiScaleFusionBlock(nn.Module):
         self.merge = nn.Conv2d(branch_channels * len(dilations), channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): the input plus the merged dilated branches."""
         multi = torch.cat([branch(x) for branch in self.branches], dim=1)
         return x + self.merge(self.act(multi))
 
@@ -76,6 +77,7 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): x scaled by its per-channel gates."""
         return x * self.gate(x)
 
 
@@ -118,6 +120,7 @@ class AdaptiveFusionModule(nn.Module):
         self.depth = depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W) through the MFBs, the activation and the attention."""
         return self.body(x)
 
 
@@ -143,6 +146,7 @@ class ShallowExtractor(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2, H, W) stacked MRI and functional Y -> (B, C, H, W) features."""
         return self.body(x)
 
 

@@ -177,4 +177,5 @@ class EdgeEnhancement(nn.Module):
         self.weight = float(weight)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) grey or (B, 3, H, W) RGB on [0, 1] -> enhanced, same shape, on [0, 1]."""
         return edge_enhance(image, self.weight)

@@ -144,6 +144,7 @@ def multiotsu_from_histogram(prob: torch.Tensor, values: torch.Tensor) -> torch.
     w2, m2 = (w_tot - w_cum)[:, None, :], (m_tot - m_cum)[:, None, :]
 
     def term(w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """m^2 / w where the class mass w > 1e-12, else 0 (an empty class adds nothing)."""
         ok = w > 1e-12
         return torch.where(ok, m * m / torch.where(ok, w, torch.ones_like(w)), 0.0)
 

@@ -74,6 +74,7 @@ class EDPSN(nn.Module):
         width = cfg.channels
 
         def path(depth: int) -> AdaptiveFusionModule:
+            """One DPS path: an AFM of ``depth`` MFBs with the config's settings."""
             return AdaptiveFusionModule(
                 width,
                 depth,

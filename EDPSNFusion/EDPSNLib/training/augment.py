@@ -60,6 +60,7 @@ def rotate_pair(
     """Rotate (H, W) and (H, W[, 3]) arrays by the same angle about the centre (bilinear, 0 outside)."""
 
     def turn(x: np.ndarray) -> np.ndarray:
+        """``x`` rotated by ``angle_deg`` (same shape), clipped to [0, 1], as float32."""
         out = ndimage.rotate(x, angle_deg, axes=(1, 0), reshape=False, order=1, mode="constant")
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 

@@ -39,6 +39,7 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
+        """True when more than one process takes part (world_size > 1)."""
         return self.world_size > 1
 
     @property
@@ -175,5 +176,6 @@ class TrainForward(nn.Module):
         self.model = model
 
     def forward(self, mri: torch.Tensor, func: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) MRI, (B, 1 or 3, H, W) functional on [0, 1] -> fused luma (B, 1, H, W)."""
         func_y, _cbcr = self.model.preprocess_functional(func)
         return self.model.fuse_luma(mri, func_y)["fused"]

@@ -240,6 +240,7 @@ class FusionLoss(nn.Module):
     def forward(
         self, fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """F, A, B (B, 1, H, W) -> (weighted total, {term: unweighted value}), 0-dim tensors."""
         cfg = self.config
         terms = {
             "max_intensity": max_intensity_loss(

@@ -65,6 +65,7 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 1, H, W) on [0, 1] -> one feature map (B, C_s, H_s, W_s) per stage."""
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"Expected a grey image batch (B, 1, H, W), got {tuple(x.shape)}")
         if self.rgb_normalise:  # VGG was trained on ImageNet-normalised RGB

@@ -63,6 +63,7 @@ class RunOutputs:
             raise TrainingError(write_failure_message(what, path, exc, self.saved)) from exc
 
     def log(self, event: dict[str, Any]) -> None:
+        """Rank 0 only: append ``event`` to the JSONL log and pass it to the progress callback."""
         if not self.ctx.is_main:
             return
         event = json_safe(event)
@@ -91,9 +92,11 @@ class RunOutputs:
             raise self._rank_error()
 
     def elapsed(self) -> float:
+        """Training seconds so far, including those of the runs this one resumes."""
         return self.prior_time + time.monotonic() - self.t0
 
     def save_checkpoint(self) -> None:
+        """Write the resumable state (model, optimizer, counters, history, RNG) to ckpt_path."""
         model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = dict(
             pair=self.cfg.pair,
@@ -115,6 +118,7 @@ class RunOutputs:
         self.saved = (self.ckpt_path, self.epoch, self.step)
 
     def metadata(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The metadata saved with the weights of epoch ``entry``: data, settings, metrics, time."""
         cfg = self.cfg
         settings = {k: v for k, v in cfg.to_dict().items() if k not in ("loss", "command")}
         settings.update(init_pair=self.init_pair, world_size=self.ctx.world_size)
@@ -140,6 +144,7 @@ class RunOutputs:
         )
 
     def fail(self, what: str) -> None:
+        """Log and raise a TrainingError saying where training stopped and how to go on."""
         good = self.saved[0] if self.saved else None
         kept = (
             f"The last good checkpoint {good} is kept unchanged; resume from it with a lower --lr."

@@ -165,6 +165,7 @@ class _Run(RunOutputs):
 
     # -- loop ------------------------------------------------------------------------------
     def train_step(self, mri: torch.Tensor, func: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """One optimizer step: (loss, {term: value}), means over ranks; non-finite values raise."""
         mri, func = mri.to(self.device), func.to(self.device)
         fused = self.net(mri, func)
         total, terms = self.criterion(fused, mri, luminance(func))
@@ -191,6 +192,7 @@ class _Run(RunOutputs):
         return left * per_step + (self.cfg.epochs - self.epoch) * val
 
     def run(self, cancel: Callable[[], bool] | None) -> TrainResult:
+        """Train the remaining epochs from where the run stands; stop early when ``cancel()``."""
         cfg = self.cfg
         self.t0 = time.monotonic()
         self.log_step(
@@ -256,6 +258,7 @@ class _Run(RunOutputs):
         return self.finish(cancelled=False)
 
     def end_epoch(self) -> None:
+        """Validate and record the epoch; rank 0 writes the weights, checkpoint, curves and log."""
         # Every rank validates the same (synchronised) weights on the same images: no
         # communication, and the NaN check below decides the same on every rank.
         t_val = time.monotonic()
@@ -306,6 +309,7 @@ class _Run(RunOutputs):
         self.agree(error)
 
     def finish(self, cancelled: bool) -> TrainResult:
+        """Log the end (with a checkpoint when cancelled) and return the run's TrainResult."""
         error = None
         if self.ctx.is_main and self.pending is None:
             try:

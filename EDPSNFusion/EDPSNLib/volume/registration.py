@@ -156,10 +156,12 @@ def _level_ticks(progress, levels: int, iterations: int, first: float, last: flo
     width = (last - first) / levels
 
     def on_level(level: int):
+        """Report the start of ``level`` (from 0); return its per-iteration ``tick(i, value)``."""
         base = first + level * width
         _report(progress, base, f"Registering: level {level + 1} of {levels}")
 
         def tick(i: int, value: float) -> None:
+            """Every 5th iteration, report the percent done in the level and the MI ``value``."""
             if i % 5 == 0:  # a line every 5 iterations is plenty for a GUI or a terminal
                 done = base + width * min(i, iterations) / iterations
                 msg = f"Registering: level {level + 1} of {levels}, iteration {i}, MI {value:.4f}"

@@ -44,6 +44,7 @@ def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     """Fraction of the smaller volume that lies inside the other one under ``transform``."""
 
     def inside(grid_of: sitk.Image, box_of: sitk.Image, t: sitk.Transform) -> float:
+        """Fraction of ``grid_of``'s box (24^3 samples) that ``t`` maps inside ``box_of``'s box."""
         ones = _box(box_of, 2) + 1
         hits = sitk.Resample(ones, _box(grid_of, 24), t, sitk.sitkNearestNeighbor, 0)
         return float(sitk.GetArrayViewFromImage(hits).mean())
