@@ -63,6 +63,12 @@ RECIPES: dict[str, str] = {
     "--detail-gain 0.6 --detail-same-sign",
     "detail60-same": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--detail-same-sign",
+    # The ablation of issue 10 on the protocol: the MRI-PET recipe without the paper's parts.
+    "uptake-mean25-no-eem": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem",
+    "uptake-mean25-no-ed": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-ed",
+    "uptake-mean25-no-dps": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-dps",
+    "uptake-mean25-plain": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem --no-ed "
+    "--no-dps",
 }
 
 
