@@ -37,7 +37,7 @@ def test_the_network_row_is_the_seed_mean_and_each_seed_is_judged_alone(tmp_path
     # (2.25) beats it, so the mean meets the bar while only one seed does alone.
     a = _write(tmp_path / "a.csv", "edpsn seed 0", 3.0, uptake=4.0)
     b = _write(tmp_path / "b.csv", "edpsn seed 1", 1.5, uptake=8.0)
-    per_seed = [seed_summary.fold_means(seed_summary.read_records(p)) for p in (a, b)]
+    per_seed = [seed_summary.fold_means(s) for p in (a, b) for s in seed_summary.read_seeds(p)]
     mean = seed_summary.seed_means(per_seed)
     assert mean[("MRI-PET", "none", "network")]["SD"] == pytest.approx(2.25)
     assert mean[("MRI-PET", "none", "network")]["uptake_loss"] == pytest.approx(6.0)
@@ -51,9 +51,19 @@ def test_the_network_row_is_the_seed_mean_and_each_seed_is_judged_alone(tmp_path
     assert "| none | 7 / 7 / 7 / 7 / 7 | 6.0 (4.0-8.0) | yes | 1 of 2 |" in text
 
 
-def test_a_csv_with_two_networks_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.csv", "edpsn", 3.0, uptake=4.0)
-    with open(path, "a", newline="") as fh:
-        fh.write("MRI-PET,0,none,other,0" + ",1.0" * (len(METRIC_NAMES) + 2) + "\n")
-    with pytest.raises(SystemExit, match="one network"):
-        seed_summary.read_records(path)
+def test_each_network_of_one_csv_is_a_seed(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.csv", "edpsn seed 0", 3.0, uptake=4.0)
+    with open(path, "a", newline="") as fh:  # a second network row, as a second --network writes
+        for fold in (0, 1):
+            fh.write(f"MRI-PET,{fold},none,edpsn seed 1,{fold}" + ",1.5" * len(METRIC_NAMES))
+            fh.write(",8.0,1.0\n")
+    seeds = seed_summary.read_seeds(path)
+    assert len(seeds) == 2 and all(len(s) == 12 for s in seeds)  # 5 baselines + 1, two folds
+    means = [seed_summary.fold_means(s)[("MRI-PET", "none", "network")]["SD"] for s in seeds]
+    assert means == pytest.approx([3.0, 1.5])
+
+
+def test_a_csv_of_baselines_only_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.csv", "mean", 1.0, uptake=4.0)
+    with pytest.raises(SystemExit, match="no network"):
+        seed_summary.read_seeds(path)

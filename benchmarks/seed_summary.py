@@ -1,7 +1,7 @@
 """One figure over several seeds: the protocol's per-shift wins on the seed mean, with the spread.
 
 Each ``--csv`` is the per-image record file of one ``eval_protocol.py`` run (``--csv``) of the
-same images and shifts, one seed's weights each. The network's figures are the mean over seeds
+same images and shifts; each network row in it (``--network``) is one seed's weights. The network's figures are the mean over seeds
 of the fold means; the baselines are the same in every file (deterministic methods on the
 same images) and are taken from the first. The table gives the wins of the seed mean against
 each baseline, how many seeds meet the bar on their own, and the range (min-max) over seeds of
@@ -37,22 +37,26 @@ from EDPSNLib.metrics import METRIC_NAMES
 NETWORK = "network"
 
 
-def read_records(path: Path) -> list[dict]:
-    """A protocol CSV as records; the one non-baseline method is renamed ``network``."""
+def read_seeds(path: Path) -> list[list[dict]]:
+    """A protocol CSV as one record list per network row (a seed each), renamed ``network``.
+
+    The baseline records are in every list, so each list is one complete protocol run.
+    """
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    nets = {r["method"] for r in rows} - set(BASELINE_METHODS)
-    if len(nets) != 1:
-        raise SystemExit(f"{path}: expected one network besides the baselines, found {nets}")
-    out = []
+    nets = sorted({r["method"] for r in rows} - set(BASELINE_METHODS))
+    if not nets:
+        raise SystemExit(f"{path}: no network rows besides the baselines")
+    records = []
     for r in rows:
         rec = {k: r[k] for k in ("pair", "shift", "method", "name")}
         rec["fold"] = int(r["fold"])
         rec.update({k: float(r[k]) for k in (*METRIC_NAMES, *UPTAKE_NAMES)})
-        if rec["method"] not in BASELINE_METHODS:
-            rec["method"] = NETWORK
-        out.append(rec)
-    return out
+        records.append(rec)
+    base = [r for r in records if r["method"] in BASELINE_METHODS]
+    return [
+        base + [{**r, "method": NETWORK} for r in records if r["method"] == net] for net in nets
+    ]
 
 
 def seed_means(per_seed: list[dict]) -> dict:
@@ -113,11 +117,13 @@ def markdown(per_seed: list[dict], command: str, files: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--csv", action="append", required=True, help="one protocol CSV per seed")
+    ap.add_argument(
+        "--csv", action="append", required=True, help="a protocol CSV; each network row is a seed"
+    )
     ap.add_argument("--section", required=True, help="name of the block in --doc")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "protocol.md"))
     args = ap.parse_args()
-    per_seed = [fold_means(read_records(Path(f))) for f in args.csv]
+    per_seed = [fold_means(seed) for f in args.csv for seed in read_seeds(Path(f))]
     keys = [set(s) for s in per_seed]
     if any(k != keys[0] for k in keys):
         raise SystemExit("the CSVs do not cover the same pairs, shifts and methods")
