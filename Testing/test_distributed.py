@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from EDPSNLib.errors import InputError
 from EDPSNLib.training.checkpoint import load_checkpoint
 from EDPSNLib.training.distributed import DistContext, check_global_batch, rank_share
+from EDPSNLib.training.loss_choice import choose_loss
 from EDPSNLib.training.report import read_jsonl
 from EDPSNLib.training.trainer import TrainConfig, train
 
@@ -34,6 +35,8 @@ SMALL = dict(
     device="cpu",
     seed=0,
 )
+#: What ``edpsn train`` uses when no loss flag is given (the shipped MRI-PET weights' loss).
+LOSS = choose_loss({}, "MRI-PET")[0]
 FLAGS = [
     "--pair",
     "MRI-PET",
@@ -77,7 +80,7 @@ def single(tmp_path_factory):
     """The one-process reference with the same global batch (4)."""
     out = tmp_path_factory.mktemp("single")
     events: list[dict] = []
-    result = train(TrainConfig(out=out, **SMALL), progress=events.append)
+    result = train(TrainConfig(out=out, loss=LOSS, **SMALL), progress=events.append)
     return result, events
 
 
@@ -122,6 +125,7 @@ _WORKER = """
 import json, os, sys
 import torch
 torch.set_num_threads(1)
+from EDPSNLib.training.losses import LossConfig
 from EDPSNLib.training.trainer import TrainConfig, train
 rank, polls = int(os.environ["RANK"]), [0]
 
@@ -129,7 +133,9 @@ def cancel():  # only rank 1 asks, before its second step
     polls[0] += 1
     return rank == 1 and polls[0] >= 2
 
-result = train(TrainConfig(**json.loads(sys.argv[1])), cancel=cancel)
+cfg = json.loads(sys.argv[1])
+cfg["loss"] = LossConfig.from_dict(cfg["loss"])
+result = train(TrainConfig(**cfg), cancel=cancel)
 print(json.dumps({"rank": rank, "cancelled": result.cancelled, "step": result.global_step}))
 """
 
@@ -144,7 +150,7 @@ def test_cancel_on_one_rank_stops_both_and_one_process_resumes(single, tmp_path)
     reference, ref_events = single
     out = tmp_path / "cut"
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2")
-    cfg = json.dumps({**SMALL, "out": str(out)})
+    cfg = json.dumps({**SMALL, "out": str(out), "loss": LOSS.to_dict()})
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, cfg],
@@ -165,7 +171,7 @@ def test_cancel_on_one_rank_stops_both_and_one_process_resumes(single, tmp_path)
     assert (ckpt["epoch"], ckpt["step"]) == (0, 1)
     # One process continues the two-process run: batch_size is global, so the data order is
     # the same, and the result matches the uninterrupted one-process run.
-    resumed = train(TrainConfig(out=out, resume=out / "checkpoint.pt", **SMALL))
+    resumed = train(TrainConfig(out=out, resume=out / "checkpoint.pt", loss=LOSS, **SMALL))
     assert not resumed.cancelled and resumed.global_step == 3 and resumed.world_size == 1
     _assert_close_losses([s["loss"] for s in resumed.history["steps"]], _losses(ref_events))
     _assert_close_weights(resumed.last_weights, reference.last_weights)

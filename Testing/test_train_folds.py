@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from EDPSNLib.cli import build_parser
 from EDPSNLib.training.config import train_val_splits
+from EDPSNLib.training.losses import LossConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_folds", ROOT / "benchmarks/train_folds.py")
@@ -25,6 +27,9 @@ def test_every_recipe_parses_as_edpsn_train(recipe: str, tmp_path: Path) -> None
     assert (args.split, args.seed, args.epochs, args.threads) == ("case-fold-3", 2, 30, 1)
     assert args.augment == "all" and args.resume is None
     assert train_val_splits(args.split) == ("case-fold-3/train", "case-fold-3/val")
+    # every loss setting explicit: nothing inherited from whatever weights are shipped now
+    loss = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(LossConfig)}
+    assert [k for k, v in loss.items() if v is None] == ["uptake_margin", "eps"]
 
 
 def test_an_interrupted_run_resumes_and_a_finished_one_is_skipped(tmp_path: Path) -> None:

@@ -223,6 +223,7 @@ def test_cli_train_runs_and_reports_json(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]
     assert [e["event"] for e in events] == ["start", "step", "step", "epoch", "done"]
+    assert "the others from the shipped weights" in events[0]["loss_source"]  # no loss flag
     meta = read_metadata(out / "EDPSN_MRI-PET.safetensors")
     assert meta["command"].startswith("edpsn train") and "--crop 64" in meta["command"]
     assert (

@@ -18,6 +18,7 @@ Then score them with ``benchmarks/eval_protocol.py --network
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 from EDPSNLib.data.harvard import PAIR_NAMES, split_names
 from EDPSNLib.data.splits import fold_count
 from EDPSNLib.training.config import CHECKPOINT_NAME, LOG_NAME
+from EDPSNLib.training.losses import LossConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,13 +102,33 @@ def keep(run: Path, folder: Path) -> Path:
     return folder
 
 
+def pinned_loss(recipe_args: list[str]) -> list[str]:
+    """LossConfig's default for every loss flag the recipe leaves out.
+
+    ``edpsn train`` inherits a loss setting not given from the pair's shipped weights
+    (training/loss_choice.py); a recipe must mean the same whatever is shipped at the time.
+    """
+    out = []
+    for f in dataclasses.fields(LossConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("eps", "uptake_margin") or flag in recipe_args:
+            continue
+        if f.type in (bool, "bool"):
+            out.append(flag if f.default else "--no-" + flag[2:])
+        else:
+            out += [flag, repr(float(f.default))]
+    return out
+
+
 def train_command(
     recipe: str, pair: str, split: str, seed: int, epochs: int, run: Path, threads: int
 ) -> list[str]:
     """The ``edpsn train`` command of one (recipe, pair, split, seed) run, resuming if it can."""
     cmd = [sys.executable, "-m", "EDPSNLib.cli", "train", "--pair", pair]
     cmd += ["--split", split, "--seed", str(seed), "--epochs", str(epochs)]
-    cmd += ["--threads", str(threads), "--out", str(run), *COMMON.split(), *RECIPES[recipe].split()]
+    recipe_args = RECIPES[recipe].split()
+    cmd += ["--threads", str(threads), "--out", str(run), *COMMON.split(), *recipe_args]
+    cmd += pinned_loss(recipe_args)
     if (run / CHECKPOINT_NAME).is_file():
         cmd += ["--resume", str(run / CHECKPOINT_NAME)]
     return cmd

@@ -10,6 +10,7 @@ runs this command; rank 0 alone prints (see docs/training.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import signal
@@ -80,7 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("loss", *METRIC_NAMES),
         help="keep the epoch with the lowest validation loss, or the highest value of a metric",
     )
-    defaults = LossConfig()
+    # Loss settings default to None: one not given is inherited (training/loss_choice.py).
+    inherit = (
+        " (default: that of the resumed run, the --init weights or the pair's shipped weights)"
+    )
     for name, help_text in (
         ("w_max_intensity", "weight of the MSE to max(MRI, functional)"),
         ("w_mean_intensity", "weight of the MSE to their mean"),
@@ -90,29 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "w_uptake",
             "weight of the one-sided MSE to the functional image where it exceeds the MRI",
         ),
+        ("detail_gain", "add this much of the darker source's detail (highpass) to the max target"),
+        ("detail_sigma", "Gaussian sigma in pixels of that highpass"),
     ):
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=float,
-            default=getattr(defaults, name),
-            help=help_text,
-        )
-    parser.add_argument(
-        "--detail-gain",
-        type=float,
-        default=defaults.detail_gain,
-        help="add this much of the darker source's detail (highpass) to the max target; 0: plain max",
-    )
-    parser.add_argument(
-        "--detail-sigma",
-        type=float,
-        default=defaults.detail_sigma,
-        help="Gaussian sigma in pixels of that highpass",
-    )
+        parser.add_argument("--" + name.replace("_", "-"), type=float, help=help_text + inherit)
     parser.add_argument(
         "--detail-same-sign",
-        action="store_true",
-        help="add only detail whose sign agrees with the brighter source's (MRI-CT)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add only detail whose sign agrees with the brighter source's (MRI-CT)" + inherit,
     )
     parser.add_argument(
         "--head",
@@ -189,10 +179,13 @@ def run(args: argparse.Namespace) -> int:
     from EDPSNLib.errors import EDPSNError
     from EDPSNLib.threads import set_threads
     from EDPSNLib.training.distributed import is_main_process
+    from EDPSNLib.training.loss_choice import choose_loss
     from EDPSNLib.training.trainer import TrainConfig, train
 
     if args.threads:  # torch, ITK and BLAS together, as edpsn fuse does
         set_threads(args.threads)
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(LossConfig)}
+    loss, loss_note = choose_loss(given, args.pair, init=args.init, resume=args.resume)
     cfg = TrainConfig(
         out=args.out,
         pair=args.pair,
@@ -215,16 +208,8 @@ def run(args: argparse.Namespace) -> int:
         progress_bar=not args.json_progress,
         command=_command(args),
         model=_model_settings(args),
-        loss=LossConfig(
-            w_max_intensity=args.w_max_intensity,
-            w_mean_intensity=args.w_mean_intensity,
-            w_gradient=args.w_gradient,
-            w_perceptual=args.w_perceptual,
-            w_uptake=args.w_uptake,
-            detail_gain=args.detail_gain,
-            detail_sigma=args.detail_sigma,
-            detail_same_sign=args.detail_same_sign,
-        ),
+        loss=loss,
+        loss_source=loss_note,
         split=args.split,
         augment=args.augment,
     )
@@ -235,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(event), flush=True)
         elif event["event"] == "warning":
             print(f"edpsn train: warning: {event['message']}", file=sys.stderr)
+        elif event["event"] == "start" and event.get("loss_source"):
+            print(f"edpsn train: {event['loss_source']}.", file=sys.stderr)
 
     main_rank = is_main_process()
     try:

@@ -63,6 +63,7 @@ class TrainConfig:
     model: dict[str, Any] | None = None  # EDPSNConfig fields (fresh network; checked on resume)
     progress_bar: bool = False
     command: str | None = None  # recorded in the weights' metadata
+    loss_source: str | None = None  # which loss weights were given, where the others came from
     weights_name: str | None = None  # default EDPSN_<pair>.safetensors
     # When this file appears, training stops between two steps like on SIGINT. A file written
     # before ``cancel_since`` (epoch seconds; None: when the run is set up) is stale, e.g. from

@@ -211,6 +211,8 @@ class _Run(RunOutputs):
                 world_size=self.ctx.world_size,
                 batch_size=cfg.batch_size,
                 cancel_file=str(self.cancel_file) if self.cancel_file else None,
+                loss=cfg.loss.to_dict(),
+                loss_source=cfg.loss_source,
             )
         )
         for message in self.warnings:
