@@ -198,6 +198,8 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
             if event["event"] == "start":
                 total = int(event["epochs"]) * int(event["steps_per_epoch"])
                 self.ui.progressBar.setRange(0, total)
+                if event.get("loss_source"):  # fine-tuning keeps its base weights' loss
+                    self.logic.log(f"Loss: {event['loss_source']}.")
             elif event["event"] == "step":
                 self.ui.progressBar.value = int(event["global_step"])
                 eta = int(event.get("eta_s") or 0)
