@@ -44,11 +44,13 @@ def test_a_fine_tuning_run_keeps_its_base_loss_and_a_resume_keeps_the_run_s(tmp_
     out = tmp_path / "run"
     args = ["train", "--pair", "MRI-CT", "--out", str(out), "--epochs", "1", "--init", str(FOLD_CT)]
     args += ["--max-steps-per-epoch", "1", "--batch-size", "2", "--crop", "48", "--w-gradient", "4"]
-    args += ["--max-val-images", "1", "--device", "cpu"]
+    args += ["--max-val-images", "1", "--device", "cpu", "--no-detail-same-sign"]
     assert main(args) == 0
     meta = read_metadata(out / "EDPSN_MRI-CT.safetensors")
     assert (meta["loss"]["w_uptake"], meta["loss"]["w_gradient"]) == (3.0, 4.0)
     assert "from the init weights" in meta["training"]["loss_source"]
+    assert "--w-gradient 4.0" in meta["command"] and "--w-uptake" not in meta["command"]
+    assert "--no-detail-same-sign" in meta["command"] and not meta["loss"]["detail_same_sign"]
     # resuming (here to a second epoch) without loss flags keeps the run's own weights
     stored, source = stored_loss("MRI-CT", init=None, resume=out / "checkpoint.pt")
     assert source == SOURCES[0] and stored["w_gradient"] == 4.0

@@ -146,9 +146,11 @@ def _command(args: argparse.Namespace) -> str:
     """The equivalent command line, recorded in the weights' metadata."""
     parts = ["edpsn", "train"]
     for key, value in sorted(vars(args).items()):
+        flag = "--" + key.replace("_", "-")
+        if key == "detail_same_sign" and value is False:  # given as --no-...: not inherited
+            parts.append("--no-" + flag[2:])
         if key.startswith("_") or key == "command" or value in (None, False):
             continue
-        flag = "--" + key.replace("_", "-")
         parts += [flag] if value is True else [flag, str(value)]
     return shlex.join(parts)
 
