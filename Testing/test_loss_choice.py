@@ -61,3 +61,8 @@ def test_an_unknown_init_is_an_input_error() -> None:
 
     with pytest.raises(EDPSNError):
         choose_loss({}, "MRI-CT", init="no-such-model")
+
+
+def test_a_pair_without_shipped_weights_falls_back_to_the_defaults() -> None:
+    assert stored_loss("MRI-XX") == ({}, SOURCES[3])
+    assert choose_loss({}, "MRI-XX")[0] == LossConfig()

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from EDPSNLib.errors import WeightsError
 from EDPSNLib.training.losses import LossConfig
 
 #: Where the non-explicit loss weights came from (recorded in the run's metadata).
@@ -48,7 +49,7 @@ def stored_loss(
             return _known(loss), SOURCES[1]
     try:
         loss = read_metadata(default_weights_path(pair)).get("loss")
-    except Exception:  # no shipped weights for this pair (a custom pair name): plain defaults
+    except WeightsError:  # no shipped weights (or sidecar) for this pair: plain defaults
         loss = None
     if isinstance(loss, dict):
         return _known(loss), SOURCES[2]
