@@ -68,6 +68,11 @@ def seed_means(per_seed: list[dict]) -> dict:
     return merged
 
 
+def _num(value: float) -> str:
+    """A table cell: three decimals, or "-" where there is no value (no colour for MRI-CT)."""
+    return "-" if np.isnan(value) else f"{value:.3f}"
+
+
 def markdown(per_seed: list[dict], command: str, files: list[str]) -> str:
     """Per pair, one row per shift: wins of the seed mean, seeds meeting the bar, uptake range."""
     mean = seed_means(per_seed)
@@ -105,11 +110,12 @@ def markdown(per_seed: list[dict], command: str, files: list[str]) -> str:
         lines.append("|---|" + "---:|" * len(cols))
         for b in BASELINE_METHODS:
             row = mean[(pair, "none", b)]
-            lines.append(f"| {b} | " + " | ".join(f"{row[k]:.3f}" for k in cols) + " |")
+            lines.append(f"| {b} | " + " | ".join(_num(row[k]) for k in cols) + " |")
         cells = []
         for k in cols:
             vals = np.array([s[(pair, "none", NETWORK)][k] for s in per_seed])
-            cells.append(f"{vals.mean():.3f} ± {vals.std(ddof=1) if n > 1 else 0.0:.3f}")
+            spread = vals.std(ddof=1) if n > 1 else 0.0
+            cells.append("-" if np.isnan(vals).all() else f"{vals.mean():.3f} ± {spread:.3f}")
         lines.append("| edpsn | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
