@@ -40,11 +40,9 @@ def stored_loss(
         if isinstance(loss, dict):
             return _known(loss), SOURCES[0]
     if init is not None:
-        from EDPSNLib.models.registry import find_model
+        from EDPSNLib.models.lookup import resolve_weights
 
-        path = Path(init).expanduser()
-        path = path if path.is_file() else find_model(str(init)).path
-        loss = read_metadata(path).get("loss")
+        loss = read_metadata(resolve_weights(init, pair)).get("loss")
         if isinstance(loss, dict):
             return _known(loss), SOURCES[1]
     try:
@@ -69,8 +67,5 @@ def choose_loss(
     explicit = {k: v for k, v in given.items() if v is not None}
     stored, source = stored_loss(pair, init, resume)
     loss = LossConfig.from_dict({**stored, **explicit})
-    inherited = sorted(set(stored) - set(explicit))
-    note = f"loss weights given: {', '.join(sorted(explicit)) or 'none'}; " + (
-        f"the others from the {source}" if inherited else f"the others: {SOURCES[3]}"
-    )
-    return loss, note
+    given_names = ", ".join(sorted(explicit)) or "none"
+    return loss, f"loss weights given: {given_names}; the others from the {source}"

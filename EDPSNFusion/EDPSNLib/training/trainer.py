@@ -121,13 +121,9 @@ class _Run(RunOutputs):
         elif cfg.init:
             # Any pair's weights are a valid starting point (e.g. MRI-CT fine-tuned from
             # MRI-PET); the init file and its pair are recorded in the new metadata.
-            from EDPSNLib.models.registry import (
-                find_model,  # a file, or a model name in the registry
-            )
+            from EDPSNLib.models.lookup import resolve_weights  # a file, or a registry name
 
-            init = Path(cfg.init).expanduser()
-            init = init if init.is_file() else find_model(str(cfg.init)).path
-            self.model, init_meta = load_weights(init)
+            self.model, init_meta = load_weights(resolve_weights(cfg.init, cfg.pair))
             self.init_pair = init_meta.get("pair")
         else:
             torch.manual_seed(cfg.seed)  # seeded initial weights
