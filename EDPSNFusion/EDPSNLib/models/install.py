@@ -27,6 +27,7 @@ def install_model(
     name: str | None = None,
     user_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    extra: dict | None = None,
 ) -> Path:
     """Check a weights file fully, then copy it and its sidecar into the user folder as ``name``.
 
@@ -40,6 +41,7 @@ def install_model(
             explicitly, and then hides that default from name lookups).
         user_dir: the user models folder.
         overwrite: replace a user model of that name.
+        extra: more sidecar fields (``tools/ship_weights.py``: the recipe and protocol section).
 
     Returns:
         The installed weights path.
@@ -94,6 +96,7 @@ def install_model(
         "name": stem,
         "installed_from": str(source.resolve()),
         "installed": now,
+        **(extra or {}),
     }
     text = json.dumps(json_safe(meta), indent=2, sort_keys=True, allow_nan=False, default=str)
     # Exit order of the nested contexts: the weights are renamed first, the sidecar last.
