@@ -191,3 +191,29 @@ def test_global_batch_is_split_like_distributed_sampler():
     with pytest.raises(InputError, match="only 3 pairs"):
         check_global_batch(8, 3, ctx[0])
     assert torch.distributed.is_available()
+
+
+def test_torchrun_worker_exit_keeps_code_and_piped_output(tmp_path):
+    """A worker leaves by os._exit (no gloo teardown abort): its exit code and its
+    block-buffered output still come through a pipe."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"WORLD_SIZE": "2"}
+
+    def edpsn(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "EDPSNLib.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+    listed = edpsn("models", "list")
+    assert listed.returncode == 0 and "EDPSN_MRI-PET" in listed.stdout
+    missing = str(tmp_path / "absent.nii.gz")
+    failed = edpsn(
+        "fuse",
+        "--mri",
+        missing,
+        "--moving",
+        missing,
+        "--modality",
+        "PET",
+        "--out",
+        str(tmp_path / "f.nii.gz"),
+    )
+    assert failed.returncode == 2 and "absent.nii.gz does not exist" in failed.stderr
