@@ -31,7 +31,6 @@ from EDPSNLib import paths
 from EDPSNLib.jobs import fuse as fuse_jobs
 from EDPSNLib.jobs import prepare as prepare_jobs
 from EDPSNLib.jobs import results as result_jobs
-from EDPSNLib.jobs import train as train_jobs
 from EDPSNLib.names import METRIC_NAMES
 
 
@@ -202,11 +201,7 @@ class EDPSNTrainingWidget(EDPSNWidgetBase):
                     self.logic.log(f"Loss: {event['loss_source']}.")
             elif event["event"] == "step":
                 self.ui.progressBar.value = int(event["global_step"])
-                eta = int(event.get("eta_s") or 0)
-                self.ui.statusLabel.text = (
-                    f"Epoch {event['epoch']}, step {event['step']}/{event['steps']}: loss "
-                    f"{event['loss']:.4g}, about {eta // 60} min {eta % 60} s left"
-                )
+                self.ui.statusLabel.text = training_plan.stepStatus(event)
             elif event["event"] == "progress":  # preparing a data set or scoring a volume
                 self.showProgress(event)
             elif event["event"] == "results" and event.get("table"):
@@ -288,16 +283,9 @@ class EDPSNTrainingLogic(EDPSNLogicBase):
             raise ValueError(self.sourceProblem(p, resume))
         if self.isRunning():
             raise RuntimeError("A job is already running; wait for it or cancel it.")
-        run = train_jobs.run_folder(p.outputName)
-        if resume and not prepare_jobs.resumable(p.outputName):
-            raise ValueError(f"There is no checkpoint or data set of '{p.outputName}' to resume.")
-        if not resume and run.exists():
-            shutil.rmtree(run)  # the user agreed to start this run over
-        run.mkdir(parents=True, exist_ok=True)
+        run = training_plan.runFolder(p, resume)
         self.params, self.job = p, "train"
-        self.curves = result_jobs.TrainingCurves.from_log(
-            run / "progress.jsonl"
-        )  # resumed: old curves
+        self.curves = result_jobs.TrainingCurves.from_log(run / "progress.jsonl")  # resumed: old
         self.chain = training_plan.trainingChain(p, self.log, maxStepsPerEpoch).start()
 
     def startEvaluation(self, p):

@@ -186,3 +186,23 @@ def test_export_hardens_a_parent_transform_on_a_copy(slicer_scene, tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(image), voxels)
     assert node.GetParentTransformNode().GetName() == "shift"
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), voxels)
+
+
+def test_training_run_folder_starts_over_or_resumes(slicer_scene, tmp_path, monkeypatch):
+    """A new run empties its folder (the widget asked first); Resume needs something to resume."""
+    from EDPSNGui import training_plan
+    from EDPSNLib import paths
+
+    monkeypatch.setenv(paths.USER_MODELS_ENV, str(tmp_path))
+    p = slicer_scene.scripted["EDPSNTraining"].EDPSNTrainingLogic().getParameterNode()
+    p.outputName = "run-a"
+    with pytest.raises(ValueError, match="no checkpoint or data set of 'run-a' to resume"):
+        training_plan.runFolder(p, resume=True)
+    run = training_plan.runFolder(p)
+    (run / "checkpoint.pt").write_bytes(b"old")
+    assert training_plan.runFolder(p, resume=True) == run and (run / "checkpoint.pt").is_file()
+    assert training_plan.runFolder(p) == run and not any(run.iterdir())
+    event = {"epoch": 2, "step": 3, "steps": 10, "loss": 0.012345, "eta_s": 125}
+    assert (
+        training_plan.stepStatus(event) == "Epoch 2, step 3/10: loss 0.01235, about 2 min 5 s left"
+    )

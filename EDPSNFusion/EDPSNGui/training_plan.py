@@ -145,6 +145,26 @@ def trainingChain(p, log, maxStepsPerEpoch=None):
     return StepChain([step], log, expected=1 + len(trainingSteps(job)))
 
 
+def runFolder(p, resume=False):
+    """The run folder of a training, made; a new (not resumed) run starts over in it."""
+    run = train_jobs.run_folder(p.outputName)
+    if resume and not prepare_jobs.resumable(p.outputName):
+        raise ValueError(f"There is no checkpoint or data set of '{p.outputName}' to resume.")
+    if not resume and run.exists():
+        shutil.rmtree(run)  # the user agreed (the widget asks) to start this run over
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def stepStatus(event):
+    """The status line of a training "step" event: epoch, step, loss and time left."""
+    eta = int(event.get("eta_s") or 0)
+    return (
+        f"Epoch {event['epoch']}, step {event['step']}/{event['steps']}: loss "
+        f"{event['loss']:.4g}, about {eta // 60} min {eta % 60} s left"
+    )
+
+
 def baseWeightsChoices(pair):
     """A new network, then every installed weights file made for the pair."""
     from EDPSNLib.models.lookup import default_weights_path
