@@ -27,6 +27,7 @@ from EDPSNLib.training.losses import (
     perceptual_loss,
     sobel_gradients,
     sobel_magnitude,
+    ssim_loss,
 )
 from EDPSNLib.training.perceptual import (
     build_extractor,
@@ -171,14 +172,21 @@ def test_perceptual_loss_zero_for_identical_and_positive_for_blur(crops):
 
 def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
     a, b = crops
-    cfg = LossConfig(w_max_intensity=1.5, w_mean_intensity=0.5, w_gradient=2.0, w_perceptual=0.1)
+    cfg = LossConfig(
+        w_max_intensity=1.5,
+        w_mean_intensity=0.5,
+        w_gradient=2.0,
+        w_perceptual=0.1,
+        w_uptake=3.0,
+        w_ssim=0.5,
+    )
     loss = FusionLoss(cfg)
     f = (0.5 * (a + b)).requires_grad_(True)
     total, terms = loss(f, a, b)
     assert set(terms) == set(LOSS_TERMS) and all(
         terms[k] > 0 for k in LOSS_TERMS if k != "mean_intensity"
     )
-    weights = (1.5, 0.5, 2.0, 0.1)
+    weights = (1.5, 0.5, 2.0, 0.1, 3.0, 0.5)
     assert torch.isclose(total, sum(w * terms[k] for w, k in zip(weights, LOSS_TERMS)))
     total.backward()
     assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
@@ -192,7 +200,7 @@ def test_loss_config_round_trip_and_rejects_negative_weights():
     with pytest.raises(InputError, match="negative"):
         LossConfig(w_perceptual=-1.0)
     with pytest.raises(InputError, match="Unknown loss setting"):
-        LossConfig.from_dict({"w_ssim": 1.0})
+        LossConfig.from_dict({"w_psnr": 1.0})
     with pytest.raises(InputError, match="detail_sigma"):
         LossConfig(detail_sigma=0.0)
     detail = LossConfig(detail_gain=0.6, detail_same_sign=True)
@@ -279,3 +287,29 @@ def test_vgg16_rejects_bad_files(tmp_path, vgg_state):
     (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00garbage")
     with pytest.raises(WeightsError, match="Cannot read"):
         vgg16_extractor(tmp_path / "cut.safetensors")
+
+
+def test_ssim_loss_is_the_ssim_metric_on_real_crops(crops):
+    """1 - metric/2 with the evaluator's SSIM (0..255, same window), and a gradient that
+    raises the metric."""
+    from EDPSNLib.metrics.single import ssim
+
+    mri, pet = crops
+    fused = (0.7 * torch.maximum(mri, pet) + 0.3 * mri).double().requires_grad_(True)
+    loss = ssim_loss(fused, mri.double(), pet.double())
+    to255 = [255.0 * t.detach()[:, 0].numpy() for t in (mri.double(), pet.double(), fused)]
+    per_image = [float(ssim(a, b, f)) for a, b, f in zip(*to255)]
+    assert loss.item() == pytest.approx(1.0 - np.mean(per_image) / 2.0, abs=1e-6)
+    loss.backward()
+    stepped = (fused - 0.5 * fused.grad / fused.grad.abs().max()).detach().clamp(0, 1)
+    assert ssim_loss(stepped, mri.double(), pet.double()) < loss
+    assert ssim_loss(mri, mri, mri).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ssim_term_is_off_by_default_and_weighted_when_on(crops):
+    mri, pet = crops
+    fused = torch.maximum(mri, pet)
+    off = FusionLoss(LossConfig(w_perceptual=0))(fused, mri, pet)
+    on = FusionLoss(LossConfig(w_perceptual=0, w_ssim=2.0))(fused, mri, pet)
+    assert off[1]["ssim"].item() == 0.0 and set(on[1]) == set(LOSS_TERMS)
+    assert on[0].item() == pytest.approx(off[0].item() + 2.0 * ssim_loss(fused, mri, pet).item())

@@ -63,6 +63,9 @@ RECIPES: dict[str, str] = {
     "detail60-u10": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6",
     # MRI-CT: twice the gradient weight (Q^AB/F, where the Laplacian pyramid wins).
     "detail60-u10-g4": "--w-uptake 10 --w-gradient 4 --w-mean-intensity 0 --detail-gain 0.6",
+    # uptake-mean25 plus the SSIM term (losses.ssim_loss): SSIM and PSNR decide against the max.
+    "mean25-ssim1": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --w-ssim 1",
+    "mean25-ssim3": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --w-ssim 3",
     # MRI-PET between uptake-mean25 (mean pull: PSNR, SSIM) and detail60-u10 (all the uptake).
     "detail30-u3-mean10": "--w-uptake 3 --w-gradient 2 --w-mean-intensity 0.1 --detail-gain 0.3",
     "detail60-u3-mean15": "--w-uptake 3 --w-gradient 2 --w-mean-intensity 0.15 --detail-gain 0.6",

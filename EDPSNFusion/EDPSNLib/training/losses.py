@@ -26,6 +26,9 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
   Normalised by all pixels, not by the uptake pixels, so the data-parallel mean over
   processes equals the single-process value. Off by default (weight 0): its weight is
   chosen on a case fold's validation case only (docs/protocol.md).
+* ``ssim``: 1 - (SSIM(F, A) + SSIM(F, B)) / 2 with the metric's own window (uniform 7x7,
+  sample covariance, C1 = 0.01^2, C2 = 0.03^2 on [0, 1]): the SSIM figure itself, which the
+  MRI-PET networks lose to the pixel maximum by hundredths on some shifts. Off by default.
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
@@ -59,7 +62,7 @@ from EDPSNLib.network.filters import split_detail
 from EDPSNLib.training.perceptual import FeatureExtractor
 
 #: The loss terms, in the order they are logged.
-LOSS_TERMS = ("max_intensity", "mean_intensity", "gradient", "perceptual", "uptake")
+LOSS_TERMS = ("max_intensity", "mean_intensity", "gradient", "perceptual", "uptake", "ssim")
 
 
 @dataclass
@@ -71,6 +74,7 @@ class LossConfig:
     w_gradient: float = 1.0
     w_perceptual: float = 0.05
     w_uptake: float = 0.0
+    w_ssim: float = 0.0
     uptake_margin: float = 10.0 / 255.0  # B must exceed A by this (10 grey levels) to count
     detail_gain: float = 0.0  # k of the max target's detail (see detail_target); 0: plain max
     detail_sigma: float = 2.0  # Gaussian sigma (pixels) splitting detail from the local mean
@@ -219,8 +223,36 @@ def uptake_loss(
     return (uptake * torch.relu(b - fused).square()).mean()
 
 
+#: The SSIM metric's window side (EDPSNLib.metrics.local: uniform 7x7, scikit-image's default).
+SSIM_WINDOW = 7
+
+
+def ssim_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - (SSIM(F, A) + SSIM(F, B)) / 2 over 'valid' 7x7 windows, images in [0, 1].
+
+    Example:
+        >>> a = torch.rand(1, 1, 16, 16)
+        >>> round(ssim_loss(a, a, a).item(), 6)
+        0.0
+    """
+    _check_grey(fused, a, b)
+    n = SSIM_WINDOW
+    c1, c2, norm = 0.01**2, 0.03**2, n * n / (n * n - 1.0)
+    stack = torch.cat((fused, a, b), dim=1)  # (B, 3, H, W): one pooling pass for all moments
+    prods = torch.cat((stack * stack, fused * a, fused * b), dim=1)
+    mu = F.avg_pool2d(stack, n, stride=1)
+    m2 = F.avg_pool2d(prods, n, stride=1)
+    mu_f, mu_r = mu[:, :1], mu[:, 1:]  # r: the two references A and B
+    var_f = norm * (m2[:, :1] - mu_f.square())
+    var_r = norm * (m2[:, 1:3] - mu_r.square())
+    cov = norm * (m2[:, 3:] - mu_f * mu_r)
+    num = (2 * mu_f * mu_r + c1) * (2 * cov + c2)
+    den = (mu_f.square() + mu_r.square() + c1) * (var_f + var_r + c2)
+    return 1.0 - (num / den).mean()
+
+
 class FusionLoss(nn.Module):
-    """Weighted sum of the four terms: ``forward(F, A, B) -> (total, {term: value})``."""
+    """Weighted sum of the terms: ``forward(F, A, B) -> (total, {term: value})``."""
 
     def __init__(
         self,
@@ -249,6 +281,7 @@ class FusionLoss(nn.Module):
             "mean_intensity": mean_intensity_loss(fused, a, b),
             "gradient": gradient_loss(fused, a, b, cfg.eps),
             "uptake": uptake_loss(fused, a, b, cfg.uptake_margin),
+            "ssim": ssim_loss(fused, a, b) if cfg.w_ssim > 0 else fused.new_zeros(()),
         }
         if self.extractor is not None and cfg.w_perceptual > 0:
             terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
@@ -260,6 +293,7 @@ class FusionLoss(nn.Module):
             "gradient": cfg.w_gradient,
             "perceptual": cfg.w_perceptual,
             "uptake": cfg.w_uptake,
+            "ssim": cfg.w_ssim,
         }
         total = sum(weights[k] * terms[k] for k in LOSS_TERMS)
         return total, terms
