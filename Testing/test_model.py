@@ -154,6 +154,9 @@ def test_gradients_reach_every_parameter_on_a_real_crop() -> None:
         {"use_ed": False, "use_dps": False},
         {"use_eem": False, "use_ed": False, "use_dps": False},
         {"head": "direct"},
+        {"dps_gate": True},
+        {"dps_gate": True, "use_ed": False},
+        {"dps_gate": True, "use_dps": False},
     ],
 )
 def test_switch_variants_run(switches: dict) -> None:
@@ -242,6 +245,27 @@ def test_bad_inputs_are_refused_with_advice() -> None:
         model(pet, pet)
 
 
+def test_dps_gate_starts_at_the_regions_and_learns() -> None:
+    """A fresh gate weighs each pixel's own path 0.96 (softmax of 4 x its mask); the other
+    layers are those of the seeded network without it; gradients reach the gate."""
+    mri, pet = _batch("MRI-PET", 2, (64, 64))
+    plain, gated = _model(), _model(dps_gate=True).train()
+    assert all(
+        torch.equal(plain.state_dict()[k], v)
+        for k, v in gated.state_dict().items()
+        if not k.startswith("gate.")
+    )
+    y, _ = gated.preprocess_functional(pet)
+    out = gated.fuse_luma(mri, y)
+    gates, regions = out["path_gates"], out["regions"]
+    assert gates.shape == (2, 3, 64, 64) and "path_gates" not in plain.fuse_luma(mri, y)
+    own = gates.gather(1, regions)
+    torch.testing.assert_close(own, torch.full_like(own, 0.9647), atol=1e-4, rtol=0)
+    out["fused"].mean().backward()
+    assert gated.gate.weight.grad.abs().sum() > 0
+    assert EDPSNConfig.from_dict(gated.config.to_dict()).dps_gate
+
+
 def test_compute_and_size_budget() -> None:
     model = _model()
     mri, func = torch.rand(1, 1, 256, 256), torch.rand(1, 3, 256, 256)
@@ -251,6 +275,10 @@ def test_compute_and_size_budget() -> None:
     assert 0.3e9 < flops <= 3e9
     size_bytes = sum(p.numel() * 4 for p in model.parameters())
     assert size_bytes < 4 * 2**20
+    gated = _model(dps_gate=True)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        gated(mri, func)
+    assert counter.get_total_flops() <= 3e9
 
 
 def test_float64_inputs_give_the_float32_result() -> None:

@@ -34,6 +34,7 @@ VARIANTS = {
     "no ED": {"use_ed": False},
     "no DPS": {"use_dps": False},
     "no ED, no DPS": {"use_ed": False, "use_dps": False},
+    "DPS gate": {"dps_gate": True},
 }
 
 

@@ -77,6 +77,9 @@ RECIPES: dict[str, str] = {
     "uptake-mean25-no-eem": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem",
     "uptake-mean25-no-ed": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-ed",
     "uptake-mean25-no-dps": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-dps",
+    # What might let the parts matter: learnt per-region gating in DPS, a stronger EEM.
+    "uptake-mean25-gate": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --dps-gate",
+    "uptake-mean25-eem100": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --eem-weight 1",
     "uptake-mean25-plain": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem --no-ed "
     "--no-dps",
 }

@@ -118,6 +118,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--no-{switch}", action="store_true", help=f"ablation: train without {what}"
         )
+    parser.add_argument(
+        "--dps-gate",
+        action="store_true",
+        help="a fresh network learns per-pixel weights over its three paths (starting at the "
+        "entropy regions)",
+    )
+    parser.add_argument(
+        "--eem-weight",
+        type=float,
+        metavar="W",
+        help="edge enhancement strength of a fresh network: I + W * CCG(I) (default 0.5)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads for torch, ITK and BLAS together"
@@ -140,6 +152,10 @@ def _model_settings(args: argparse.Namespace) -> dict[str, Any] | None:
     }
     if args.head:
         model["head"] = args.head
+    if args.dps_gate:
+        model["dps_gate"] = True
+    if args.eem_weight is not None:
+        model["eem_weight"] = args.eem_weight
     return model or None
 
 

@@ -52,6 +52,9 @@ class EDPSNConfig:
     branch_channels: int = 4  # width of each parallel dilated branch inside an MFB
     path_depths: tuple[int, ...] = (1, 2, 3)  # MFBs per path: low, mid, high entropy
     dilations: tuple[int, ...] = (1, 2, 3)  # one 3x3 branch per dilation in every MFB
+    # Learnt per-region gating: per-pixel softmax weights over the three path outputs from the
+    # shallow features and the region masks, starting at the hard masks (model.path_gate).
+    dps_gate: bool = False
     use_attention: bool = True  # squeeze-and-excitation channel attention closing each AFM
     attention_reduction: int = 4
     negative_slope: float = 0.1  # LeakyReLU slope

@@ -11,6 +11,10 @@ Data flow of :meth:`EDPSN.forward` (our reading of the paper; choices in ``confi
    (1, 2, 3) for low/mid/high entropy; the three outputs are concatenated, merged by a 1x1
    convolution and added to the shallow features; the head decodes the fused luminance.
 
+With ``dps_gate`` a 3x3 convolution of the shallow features and the masks gives per-pixel
+softmax weights over the three path outputs before the merge (:func:`path_gate`); it starts at
+the hard masks (logits 4 x mask) and learns where to soften them.
+
 Switches: ``use_eem=False`` skips step 1. ``use_ed=False``: no masks, every path gets the
 same (unmasked) shallow features. ``use_dps=False``: one shared path of depth
 max(path_depths) replaces the three; with ED on it runs on each masked feature map (shared
@@ -29,6 +33,20 @@ from EDPSNLib.network.color import rgb_to_ycbcr, ycbcr_to_rgb
 from EDPSNLib.network.config import ARCHITECTURE, EDPSNConfig
 from EDPSNLib.network.edge import edge_enhance
 from EDPSNLib.network.entropy import region_map, region_masks
+
+#: Logit of a pixel's own region in a fresh gate: softmax(4 * one-hot) gives it 0.96.
+GATE_PRIOR = 4.0
+
+
+def path_gate(width: int) -> nn.Conv2d:
+    """The DPS gate: (features, 3 masks) -> 3 path logits, initialised to GATE_PRIOR * masks."""
+    gate = nn.Conv2d(width + 3, 3, 3, padding=1)
+    with torch.no_grad():
+        gate.weight.zero_()
+        gate.bias.zero_()
+        for k in range(3):
+            gate.weight[k, width + k, 1, 1] = GATE_PRIOR
+    return gate
 
 
 def _check_image(x: torch.Tensor, name: str, channels: tuple[int, ...]) -> None:
@@ -98,6 +116,8 @@ class EDPSN(nn.Module):
             cfg.negative_slope,
             cfg.head_sigma,
         )
+        # Made last, so that a seeded network draws the same weights for the other layers.
+        self.gate = path_gate(width) if cfg.dps_gate else None
 
     def preprocess_functional(self, func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """EEM (when on), then the enhanced luminance and chroma of the functional image.
@@ -156,7 +176,8 @@ class EDPSN(nn.Module):
         Returns:
             ``fused`` (B, 1, H, W) float32 on [0, 1], ``features`` (B, C, H, W) (fused deep
             features before the head), ``regions`` (B, 1, H, W) int64, and ``blend_weight``
-            (B, 1, H, W), the MRI's share, when the head is ``blend``.
+            (B, 1, H, W), the MRI's share, when the head is ``blend``; ``path_gates``
+            (B, 3, H, W), the paths' weights, with ``dps_gate``.
         """
         _check_image(mri, "MRI", (1,))
         _check_image(func_y, "functional luminance", (1,))
@@ -167,9 +188,18 @@ class EDPSN(nn.Module):
         feats = self.shallow(torch.cat((mri, func_y), dim=1).to(dtype))
         masks = region_masks(regions).to(feats.dtype) if self.config.use_ed else None
         outs = self._run_paths(feats, masks)
+        gates = None
+        if self.gate is not None:
+            prior = (
+                masks if masks is not None else feats.new_zeros(feats.shape[0], 3, *feats.shape[2:])
+            )
+            gates = torch.softmax(self.gate(torch.cat((feats, prior), dim=1)), dim=1)
+            outs = [out * gates[:, k : k + 1] for k, out in enumerate(outs)]
         merged = self.act(self.merge(torch.cat(outs, dim=1)) + feats)
         fused, weight = self.head(merged, mri, func_y)
         result = {"fused": fused, "features": merged, "regions": regions}
+        if gates is not None:
+            result["path_gates"] = gates
         if weight is not None:
             result["blend_weight"] = weight
         return result
