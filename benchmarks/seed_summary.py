@@ -3,9 +3,10 @@
 Each ``--csv`` is the per-image record file of one ``eval_protocol.py`` run (``--csv``) of the
 same images and shifts; each network row in it (``--network``) is one seed's weights. The
 network's figures are the mean over seeds of the fold means; the baselines are the same in
-every file (deterministic methods on the same images) and are taken from the first. The table gives the wins of the seed mean against
-each baseline, how many seeds meet the bar on their own, and the range (min-max) over seeds of
-the uptake loss, so the count is read with its noise.
+every file (deterministic methods on the same images) and are taken from the first. The table
+gives the wins of the seed mean against each baseline, how many seeds meet the bar on their
+own, and the range (min-max) over seeds of the uptake loss, so the count is read with its
+noise.
 
 Run (docs/protocol.md, section ``mean25-3seeds-MRI-PET``):
     .venv/bin/python benchmarks/seed_summary.py --section mean25-3seeds-MRI-PET \

@@ -287,13 +287,5 @@ class FusionLoss(nn.Module):
             terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
         else:
             terms["perceptual"] = fused.new_zeros(())
-        weights = {
-            "max_intensity": cfg.w_max_intensity,
-            "mean_intensity": cfg.w_mean_intensity,
-            "gradient": cfg.w_gradient,
-            "perceptual": cfg.w_perceptual,
-            "uptake": cfg.w_uptake,
-            "ssim": cfg.w_ssim,
-        }
-        total = sum(weights[k] * terms[k] for k in LOSS_TERMS)
+        total = sum(getattr(cfg, f"w_{k}") * terms[k] for k in LOSS_TERMS)  # weight w_<term>
         return total, terms
