@@ -217,3 +217,26 @@ def test_torchrun_worker_exit_keeps_code_and_piped_output(tmp_path):
         str(tmp_path / "f.nii.gz"),
     )
     assert failed.returncode == 2 and "absent.nii.gz does not exist" in failed.stderr
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_edpsn_console_script_skips_teardown_only_in_a_torchrun_worker(world_size):
+    """The installed ``edpsn`` entry point (``torchrun --no-python edpsn``) leaves a worker by
+    os._exit like ``python -m EDPSNLib.cli``: atexit handlers run only outside torchrun."""
+    code = (
+        "import atexit, sys\n"
+        "from importlib.metadata import entry_points\n"
+        "atexit.register(print, 'interpreter teardown')\n"
+        "sys.argv = ['edpsn', 'models', 'list']\n"
+        "entry_points(group='console_scripts')['edpsn'].load()()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env | {"WORLD_SIZE": world_size},
+    )
+    assert run.returncode == 0 and "EDPSN_MRI-PET" in run.stdout, run.stderr
+    assert ("interpreter teardown" in run.stdout) == (world_size == "1")

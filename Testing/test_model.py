@@ -102,6 +102,33 @@ def test_detail_head_lays_one_inputs_detail_over_the_others_base() -> None:
         EDPSNConfig(head="detail", head_sigma=0)
 
 
+def test_mix_head_mixes_the_blend_with_a_decoder_output() -> None:
+    """fused = (1 - g) * blend + g * sigmoid(d) * support, checked exactly through the biases;
+    black stays black; a fresh head gives the decoder 0.12; gradients reach the decoder."""
+    mri, func = _batch("MRI-PET", 2, (64, 80))
+    model = _model(head="mix").train()
+    y, _ = model.preprocess_functional(func)
+    out = model.fuse_luma(mri, y)
+    share = model.head.decoder_share(out["features"])
+    torch.testing.assert_close(share.mean(), torch.tensor(0.1192), atol=0.02, rtol=0)
+    out["fused"].mean().backward()
+    assert model.head.out.weight.grad[3].abs().sum() > 0  # the decoder channel learns
+    with torch.no_grad():
+        assert (out["fused"] == 0).sum() >= ((mri == 0) & (y == 0)).sum()
+        head = model.head
+        head.out.weight.zero_()
+        # MRI share of the blend 1 (logit 30), no residual, decoder share g, decoder value
+        # sigmoid(0) = 0.5: fused = (1 - g) * mri + g * 0.5 * support.
+        for logit in (-30.0, 0.0, 30.0):
+            head.out.bias.copy_(torch.tensor([30.0, 0.0, logit, 0.0]))
+            fused = model.fuse_luma(mri, y)["fused"]
+            g = torch.sigmoid(torch.tensor(logit))
+            support = (torch.maximum(mri, y) / 0.05).clamp(max=1)
+            torch.testing.assert_close(fused, (1 - g) * mri + g * 0.5 * support, atol=1e-5, rtol=0)
+        with pytest.raises(ValueError, match="mix"):
+            _model().head.decoder_share(out["features"])
+
+
 def test_preprocess_functional_enhanced_y_and_chroma() -> None:
     _, pet = _batch("MRI-PET", 1)
     _, ct = _batch("MRI-CT", 1)
@@ -154,6 +181,7 @@ def test_gradients_reach_every_parameter_on_a_real_crop() -> None:
         {"use_ed": False, "use_dps": False},
         {"use_eem": False, "use_ed": False, "use_dps": False},
         {"head": "direct"},
+        {"head": "mix"},
         {"dps_gate": True},
         {"dps_gate": True, "use_ed": False},
         {"dps_gate": True, "use_dps": False},
@@ -275,10 +303,10 @@ def test_compute_and_size_budget() -> None:
     assert 0.3e9 < flops <= 3e9
     size_bytes = sum(p.numel() * 4 for p in model.parameters())
     assert size_bytes < 4 * 2**20
-    gated = _model(dps_gate=True)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        gated(mri, func)
-    assert counter.get_total_flops() <= 3e9
+    for variant in (_model(dps_gate=True), _model(head="mix")):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            variant(mri, func)
+        assert counter.get_total_flops() <= 3e9
 
 
 def test_float64_inputs_give_the_float32_result() -> None:

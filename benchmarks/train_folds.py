@@ -80,6 +80,10 @@ RECIPES: dict[str, str] = {
     # What might let the parts matter: learnt per-region gating in DPS, a stronger EEM.
     "uptake-mean25-gate": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --dps-gate",
     "uptake-mean25-eem100": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --eem-weight 1",
+    # A decoder beside the blend head (FusionHead "mix"): the features draw part of the image.
+    "uptake-mean25-mix": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --head mix",
+    "detail60-u10-mix": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
+    "--head mix",
     "uptake-mean25-plain": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem --no-ed "
     "--no-dps",
 }

@@ -1,4 +1,4 @@
-"""``python -m EDPSNLib.cli`` (what the Slicer modules and torchrun run): the ``edpsn`` command."""
+"""``python -m EDPSNLib.cli`` (what the Slicer modules and torchrun run) and the ``edpsn`` script."""
 
 import logging
 import os
@@ -21,6 +21,11 @@ def _exit(rc: int) -> None:
         sys.stderr.flush()
         os._exit(rc)
     sys.exit(rc)
+
+
+def console() -> None:
+    """The ``edpsn`` console script (``torchrun --no-python edpsn ...``): main with that exit."""
+    _exit(main())
 
 
 if __name__ == "__main__":  # importing the module (doctest collection, tools) runs nothing

@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--head",
-        choices=("blend", "detail", "direct"),
+        choices=("blend", "detail", "mix", "direct"),
         help="output head of a fresh network (default: the shipped network's, blend)",
     )
     for switch, what in (

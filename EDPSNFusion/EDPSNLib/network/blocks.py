@@ -150,6 +150,10 @@ class ShallowExtractor(nn.Module):
         return self.body(x)
 
 
+MIX_SHARE_LOGIT = -2.0  # the ``mix`` head's decoder share starts at sigmoid(-2) = 0.12
+MIX_SUPPORT = 0.05  # signal (about 13 grey levels) below which the decoder is faded out
+
+
 class FusionHead(nn.Module):
     """Decoder from fused features to the fused luminance on [0, 1].
 
@@ -163,12 +167,16 @@ class FusionHead(nn.Module):
     the same correction, with gains g = 2 sigmoid(.) in (0, 2). The blend head can only show
     MRI structure inside uptake by mixing in the MRI's darker base as well (the uptake loss);
     this one keeps the brighter base and lays the other image's detail over it.
+    ``mix``: a decoder beside the blend: fused = (1 - g) * blend + g * sigmoid(d) * support, with
+    a per-pixel share g = sigmoid(.) starting near 0.12 and support = min(1, max(mri, func_y) /
+    0.05), so the decoder may draw intensities that no blend of the inputs gives while black
+    background stays black.
     ``direct``: fused = sigmoid(conv(features)).
 
     Args:
         channels: width of the features.
         hidden: width of the hidden 3x3 layer.
-        mode: ``blend``, ``detail`` or ``direct``.
+        mode: ``blend``, ``detail``, ``mix`` or ``direct``.
         residual_scale: the blend correction's scale.
         negative_slope: LeakyReLU slope.
         sigma: Gaussian sigma (pixels) of the ``detail`` head's base.
@@ -193,7 +201,7 @@ class FusionHead(nn.Module):
         self.mode = mode
         self.residual_scale = float(residual_scale)
         self.sigma = float(sigma)
-        out = {"blend": 2, "detail": 4}.get(mode, 1)
+        out = {"blend": 2, "detail": 4, "mix": 4}.get(mode, 1)
         self.hidden = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1), nn.LeakyReLU(negative_slope)
         )
@@ -203,6 +211,8 @@ class FusionHead(nn.Module):
         with torch.no_grad():
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
+            if mode == "mix":  # the decoder starts with a small share: the blend trains fast
+                self.out.bias[2] = MIX_SHARE_LOGIT
 
     def forward(
         self, features: torch.Tensor, mri: torch.Tensor, func_y: torch.Tensor
@@ -216,7 +226,7 @@ class FusionHead(nn.Module):
 
         Returns:
             (fused (B, 1, H, W) float32, or float64 for a double model; w (B, 1, H, W) (of the
-            bases for ``detail``) or None for ``direct``).
+            bases for ``detail``, of the blend for ``mix``) or None for ``direct``).
         """
         raw = self.out(self.hidden(features))
         dtype = torch.promote_types(raw.dtype, torch.float32)  # float32 out of autocast
@@ -226,8 +236,12 @@ class FusionHead(nn.Module):
         weight = torch.sigmoid(raw[:, :1])
         mri, func_y = mri.to(dtype), func_y.to(dtype)
         residual = self.residual_scale * torch.tanh(raw[:, 1:2]) * torch.maximum(mri, func_y)
-        if self.mode == "blend":
+        if self.mode in ("blend", "mix"):
             fused = weight * mri + (1.0 - weight) * func_y + residual
+            if self.mode == "mix":
+                share = torch.sigmoid(raw[:, 2:3])
+                support = torch.clamp(torch.maximum(mri, func_y) / MIX_SUPPORT, max=1.0)
+                fused = (1.0 - share) * fused + share * torch.sigmoid(raw[:, 3:4]) * support
         else:
             (base_m, detail_m), (base_f, detail_f) = (
                 split_detail(x, self.sigma) for x in (mri, func_y)
@@ -236,3 +250,9 @@ class FusionHead(nn.Module):
             fused = weight * base_m + (1.0 - weight) * base_f + residual
             fused = fused + gains[:, :1] * detail_m + gains[:, 1:] * detail_f
         return torch.clamp(fused, 0.0, 1.0), weight
+
+    def decoder_share(self, features: torch.Tensor) -> torch.Tensor:
+        """The ``mix`` head's per-pixel decoder share g (B, 1, H, W) for these features."""
+        if self.mode != "mix":
+            raise ValueError(f"Only the 'mix' head has a decoder share, not {self.mode!r}.")
+        return torch.sigmoid(self.out(self.hidden(features))[:, 2:3].float())

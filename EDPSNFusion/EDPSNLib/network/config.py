@@ -18,7 +18,7 @@ from EDPSNLib.errors import InputError
 ARCHITECTURE = "edpsn-v1"
 
 _ENTROPY_SOURCES = ("max", "mean", "mri", "func")
-_HEADS = ("blend", "detail", "direct")
+_HEADS = ("blend", "detail", "mix", "direct")
 
 
 @dataclass
@@ -34,7 +34,7 @@ class EDPSNConfig:
         >>> EDPSNConfig(head="sum")
         Traceback (most recent call last):
         ...
-        EDPSNLib.errors.InputError: Invalid EDPSN config: head must be one of ('blend', 'detail', 'direct'), got 'sum'.
+        EDPSNLib.errors.InputError: Invalid EDPSN config: head must be one of ('blend', 'detail', 'mix', 'direct'), got 'sum'.
     """
 
     # Ablation switches (paper section "ablation"): EEM, ED and DPS can each be turned off.
@@ -59,7 +59,8 @@ class EDPSNConfig:
     attention_reduction: int = 4
     negative_slope: float = 0.1  # LeakyReLU slope
     # Output head: "blend" = w*mri + (1-w)*func_y + residual_scale*tanh(r); "detail" = the same
-    # blend of Gaussian bases plus learned gains on each input's detail; "direct" = sigmoid.
+    # blend of Gaussian bases plus learned gains on each input's detail; "mix" = the blend and a
+    # free decoder output mixed by a learned per-pixel share; "direct" = sigmoid.
     head: str = "blend"
     residual_scale: float = 0.2
     head_sigma: float = 2.0  # Gaussian sigma (pixels) splitting base and detail in "detail"
