@@ -84,6 +84,10 @@ RECIPES: dict[str, str] = {
     "uptake-mean25-mix": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --head mix",
     "detail60-u10-mix": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--head mix",
+    # A moving average of the weights (training/weight_average.py): less spread between seeds?
+    "uptake-mean25-ema": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99",
+    "detail60-u10-ema": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
+    "--ema-decay 0.99",
     "uptake-mean25-plain": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem --no-ed "
     "--no-dps",
 }

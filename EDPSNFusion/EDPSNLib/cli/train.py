@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="validate and save a moving average of the weights over about 1/(1-D) steps, "
+        "e.g. 0.99 (default 0: the trained weights themselves)",
+    )
+    parser.add_argument(
         "--vgg-weights",
         metavar="FILE",
         help="torchvision VGG-16 state dict (.pth/.safetensors) for the perceptual loss; default: seeded random-conv fallback",
@@ -231,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         loss_source=loss_note,
         split=args.split,
         augment=args.augment,
+        ema_decay=args.ema_decay,
     )
 
     def progress(event: dict[str, Any]) -> None:

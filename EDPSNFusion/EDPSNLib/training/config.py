@@ -72,6 +72,8 @@ class TrainConfig:
     cancel_since: float | None = None
     split: str = "source"  # "source", "case-fold-<k>" or "case-all" (see train_val_splits)
     augment: tuple[str, ...] = ()  # subset of training.augment.AUGMENT_KINDS
+    # > 0: validate and save an exponential moving average of the weights (weight_average.py).
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self.augment = parse_augment(self.augment)
@@ -159,6 +161,8 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append("max_steps_per_epoch must be >= 1")
     if cfg.workers < 0:
         problems.append("workers must be >= 0")
+    if not (math.isfinite(cfg.ema_decay) and 0 <= cfg.ema_decay < 1):
+        problems.append(f"ema_decay must be in [0, 1) (0: off), got {cfg.ema_decay}")
     if cfg.select != "loss" and cfg.select not in CURVE_METRICS:
         problems.append(f"select must be 'loss' or one of {', '.join(CURVE_METRICS)}")
     try:

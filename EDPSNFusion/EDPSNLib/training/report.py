@@ -116,6 +116,7 @@ def validate(
     """Mean loss and the seven metrics' means on whole images, through the product ``forward``."""
     from EDPSNLib.metrics import fusion_metrics_batch
 
+    was_training = model.training
     model.eval()
     losses, fused_all = [], []
     with torch.no_grad():
@@ -126,7 +127,7 @@ def validate(
             total, _ = loss_fn(luminance(fused), m, luminance(f))
             losses.append(float(total) * len(m))
             fused_all.append(to_uint8(fused))
-    model.train()
+    model.train(was_training)  # the weight average stays in eval mode
     metrics = fusion_metrics_batch(mri, func, np.concatenate(fused_all))
     return sum(losses) / len(mri), {k: float(np.nanmean(v)) for k, v in metrics.items()}
 

@@ -24,6 +24,7 @@ from EDPSNLib.training import distributed as dist
 from EDPSNLib.training.checkpoint import rng_state
 from EDPSNLib.training.checkpoint import save_checkpoint as write_checkpoint
 from EDPSNLib.training.report import append_jsonl, write_failure_message
+from EDPSNLib.training.weight_average import WeightAverage
 
 
 class RunOutputs:
@@ -36,6 +37,7 @@ class RunOutputs:
     progress: tc.Progress | None
     pending: TrainingError | None
     saved: tuple[Path, int, int] | None
+    ema: WeightAverage | None
 
     # -- cancel ----------------------------------------------------------------------------
     def _stop_requested(self, cancel: Callable[[], bool] | None) -> bool:
@@ -113,6 +115,8 @@ class RunOutputs:
             rng=rng_state(self.device),
             perceptual=self.extractor.identifier,
         )
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         with self.writing("the checkpoint", self.ckpt_path):
             write_checkpoint(self.ckpt_path, state)
         self.saved = (self.ckpt_path, self.epoch, self.step)

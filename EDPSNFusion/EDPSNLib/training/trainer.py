@@ -45,6 +45,7 @@ from EDPSNLib.training.report import (
     validate,
 )
 from EDPSNLib.training.run_outputs import RunOutputs
+from EDPSNLib.training.weight_average import WeightAverage
 
 __all__ = ["TrainConfig", "TrainResult", "resolve_device", "resolve_harvard_root", "train"]
 
@@ -129,6 +130,8 @@ class _Run(RunOutputs):
             torch.manual_seed(cfg.seed)  # seeded initial weights
             self.model = EDPSN(EDPSNConfig(**(cfg.model or {})))
         self.model.to(self.device).train()
+        # The weights validated and saved: the EMA of the trained ones when asked for.
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.net = dist.wrap_ddp(dist.TrainForward(self.model), self.ctx)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         if ckpt is None:
@@ -149,6 +152,14 @@ class _Run(RunOutputs):
         self.history, self.best, self.prior_time = ckpt["history"], ckpt["best"], ckpt["time_s"]
         self.saved = (Path(cfg.resume), self.epoch, self.step)
         restore_rng_state(ckpt["rng"], self.device)
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+        elif self.ema is not None:
+            self.ema.updates = self.global_step
+            self.warnings.append(
+                "The checkpoint has no weight average (its run had no --ema-decay): the average "
+                "starts from its weights."
+            )
         old = ckpt.get("train_config", {})
         now = cfg.to_dict()  # compared as stored (tuples become lists)
         changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != now[k]]
@@ -178,6 +189,8 @@ class _Run(RunOutputs):
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             self.fail("the gradients became non-finite")
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss, dict(zip(LOSS_TERMS, values[1:]))
 
     def eta(self) -> float:
@@ -260,8 +273,9 @@ class _Run(RunOutputs):
         # Every rank validates the same (synchronised) weights on the same images: no
         # communication, and the NaN check below decides the same on every rank.
         t_val = time.monotonic()
+        net = self.ema.model if self.ema is not None else self.model
         val_loss, metrics = validate(
-            self.model, self.loss_fn, self.val_mri, self.val_func, self.device, self.cfg.batch_size
+            net, self.loss_fn, self.val_mri, self.val_func, self.device, self.cfg.batch_size
         )
         epoch = self.epoch + 1
         losses = [s["loss"] for s in self.history["steps"] if s["epoch"] == epoch]
@@ -286,10 +300,10 @@ class _Run(RunOutputs):
             # points at the previous epoch and a resume redoes this one.
             try:
                 with self.writing("the weights", self.last_path):
-                    save_weights(self.last_path, self.model, self.metadata(entry))
+                    save_weights(self.last_path, net, self.metadata(entry))
                 if is_best:
                     with self.writing("the weights", self.weights_path):
-                        save_weights(self.weights_path, self.model, self.metadata(entry))
+                        save_weights(self.weights_path, net, self.metadata(entry))
                 self.save_checkpoint()
                 with self.writing("the curves", self.out / tc.CURVES_NAME):
                     plot_curves(self.out / tc.CURVES_NAME, self.history, self.steps)
