@@ -35,6 +35,7 @@ VARIANTS = {
     "no DPS": {"use_dps": False},
     "no ED, no DPS": {"use_ed": False, "use_dps": False},
     "DPS gate": {"dps_gate": True},
+    "mix head": {"head": "mix"},
 }
 
 
