@@ -34,6 +34,7 @@ SMALL = dict(
     max_val_images=2,
     device="cpu",
     seed=0,
+    ema_decay=0.9,  # the weight average under DDP too: last.safetensors is the average
 )
 #: What ``edpsn train`` uses when no loss flag is given (the shipped MRI-PET weights' loss).
 LOSS = choose_loss({}, "MRI-PET")[0]
@@ -54,6 +55,8 @@ FLAGS = [
     "cpu",
     "--seed",
     "0",
+    "--ema-decay",
+    "0.9",
 ]
 pytestmark = pytest.mark.slow
 
@@ -119,6 +122,9 @@ def test_torchrun_two_gloo_processes_match_one_process(single, tmp_path):
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"]) == (1, 0, 3)
     assert not any(k.startswith("module.") for k in ckpt["model"])  # the plain network's keys
+    trained = load_checkpoint(reference.checkpoint)["model"]  # the weights trained on, too
+    assert max(float((ckpt["model"][k] - v).abs().max()) for k, v in trained.items()) <= WEIGHT_ATOL
+    assert ckpt["ema"]["updates"] == 3
 
 
 _WORKER = """
