@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="constant --lr, or cosine from --lr down to 1 %% of it at the last step",
+    )
+    parser.add_argument(
         "--ema-decay",
         type=float,
         default=0.0,
@@ -240,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         augment=args.augment,
         ema_decay=args.ema_decay,
+        lr_schedule=args.lr_schedule,
     )
 
     def progress(event: dict[str, Any]) -> None:

@@ -31,6 +31,9 @@ Progress = Callable[[dict[str, Any]], None]
 #: The number of processes is not among them: ``batch_size`` is the global batch, so a run
 #: may be resumed with another world size (equal up to floating-point summation order).
 DATA_ORDER_KEYS = ("seed", "batch_size", "crop", "max_steps_per_epoch", "split", "augment")
+#: Learning-rate schedules over the run's steps (``learning_rate``).
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.01  # the cosine schedule ends at 1 % of --lr: the last steps still move a little
 #: Training splits: the source repo's train list with a seeded 20 % validation, or a case fold.
 TRAIN_SPLIT_HELP = (
     "source (the source repo's train list, validation a seeded 20 %% of it) or case-fold-<k> "
@@ -74,6 +77,7 @@ class TrainConfig:
     augment: tuple[str, ...] = ()  # subset of training.augment.AUGMENT_KINDS
     # > 0: validate and save an exponential moving average of the weights (weight_average.py).
     ema_decay: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": from lr down to COSINE_FLOOR * lr at the end
 
     def __post_init__(self) -> None:
         self.augment = parse_augment(self.augment)
@@ -102,6 +106,25 @@ class TrainResult:
     history: dict[str, list[dict[str, Any]]]
     best: dict[str, Any] | None
     world_size: int = 1  # processes that trained together (torchrun)
+
+
+def learning_rate(base: float, schedule: str, step: int, total: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total``.
+
+    ``constant``: ``base``. ``cosine``: half a cosine from ``base`` at step 0 to
+    ``COSINE_FLOOR * base`` at step ``total``; a function of the step alone, so a resumed run
+    follows the same schedule.
+
+    Example:
+        >>> learning_rate(2e-3, "cosine", 0, 100), learning_rate(2e-3, "cosine", 100, 100)
+        (0.002, 2e-05)
+        >>> round(learning_rate(1.0, "cosine", 50, 100), 3), learning_rate(1.0, "constant", 99, 100)
+        (0.505, 1.0)
+    """
+    if schedule == "constant":
+        return base
+    t = min(max(step / max(total, 1), 0.0), 1.0)
+    return base * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def train_val_splits(split: str) -> tuple[str, str]:
@@ -161,6 +184,8 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append("max_steps_per_epoch must be >= 1")
     if cfg.workers < 0:
         problems.append("workers must be >= 0")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
     if not (math.isfinite(cfg.ema_decay) and 0 <= cfg.ema_decay < 1):
         problems.append(f"ema_decay must be in [0, 1) (0: off), got {cfg.ema_decay}")
     if cfg.select != "loss" and cfg.select not in CURVE_METRICS:

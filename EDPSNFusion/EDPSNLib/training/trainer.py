@@ -188,6 +188,11 @@ class _Run(RunOutputs):
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             self.fail("the gradients became non-finite")
+        lr = tc.learning_rate(
+            self.cfg.lr, self.cfg.lr_schedule, self.global_step, self.cfg.epochs * self.steps
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
