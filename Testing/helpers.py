@@ -7,6 +7,21 @@ from collections.abc import Iterator
 
 import numpy as np
 
+#: A real MRI-PET training run of a few seconds on CPU (2 epochs x 3 steps, 64x64 crops).
+TINY_TRAINING = dict(
+    pair="MRI-PET",
+    epochs=2,
+    batch_size=2,
+    crop=64,
+    max_steps_per_epoch=3,
+    max_val_images=1,
+    device="cpu",
+    seed=0,
+)
+#: ``edpsn train`` flags of a one-epoch, two-step MRI-CT run (add --out and the flag tested).
+TINY_CLI_TRAIN = ["train", "--pair", "MRI-CT", "--epochs", "1", "--batch-size", "2", "--crop", "64"]
+TINY_CLI_TRAIN += ["--max-steps-per-epoch", "2", "--max-val-images", "1", "--device", "cpu"]
+
 
 def rotation_matrix(ax: float, ay: float, az: float) -> np.ndarray:
     """3x3 rotation Rz @ Ry @ Rx for angles in radians about x, y and z."""

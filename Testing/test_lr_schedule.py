@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_CLI_TRAIN, TINY_TRAINING
 
 from EDPSNLib.cli import main
 from EDPSNLib.errors import InputError
@@ -14,18 +15,7 @@ from EDPSNLib.training.checkpoint import load_checkpoint
 from EDPSNLib.training.config import COSINE_FLOOR, learning_rate
 from EDPSNLib.training.trainer import TrainConfig, train
 
-SMALL = dict(
-    pair="MRI-PET",
-    epochs=2,
-    batch_size=2,
-    crop=64,
-    max_steps_per_epoch=3,
-    max_val_images=1,
-    device="cpu",
-    seed=0,
-    lr=1e-3,
-    lr_schedule="cosine",
-)
+SMALL = {**TINY_TRAINING, "lr": 1e-3, "lr_schedule": "cosine"}
 
 
 def test_cosine_falls_from_the_base_to_the_floor_and_constant_stays() -> None:
@@ -72,8 +62,7 @@ def test_cut_run_resumes_on_the_same_schedule(cosine_run, tmp_path) -> None:
 def test_bad_schedule_is_refused_and_the_cli_records_it(tmp_path, capsys) -> None:
     with pytest.raises(InputError, match="lr_schedule must be one of constant, cosine"):
         train(TrainConfig(out=tmp_path / "bad", **{**SMALL, "lr_schedule": "step"}))
-    args = ["train", "--pair", "MRI-CT", "--epochs", "1", "--batch-size", "2", "--crop", "64"]
-    args += ["--max-steps-per-epoch", "2", "--max-val-images", "1", "--device", "cpu"]
+    args = TINY_CLI_TRAIN
     out = tmp_path / "cli"
     assert main([*args, "--threads", "1", "--out", str(out), "--lr-schedule", "cosine"]) == 0
     meta = read_metadata(out / "EDPSN_MRI-CT.safetensors")

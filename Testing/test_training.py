@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_TRAINING
 from PIL import Image
 
 from EDPSNLib.cli import main
@@ -27,16 +28,7 @@ from EDPSNLib.training.datasets import (
 from EDPSNLib.training.report import read_jsonl
 from EDPSNLib.training.trainer import TrainConfig, train
 
-SMALL = dict(
-    pair="MRI-PET",
-    epochs=2,
-    batch_size=2,
-    crop=64,
-    max_steps_per_epoch=3,
-    max_val_images=1,
-    device="cpu",
-    seed=0,
-)
+SMALL = TINY_TRAINING
 
 
 def _losses(result) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY_CLI_TRAIN, TINY_TRAINING
 from torch import nn
 
 from EDPSNLib.cli import main
@@ -15,17 +16,7 @@ from EDPSNLib.training.report import read_jsonl
 from EDPSNLib.training.trainer import TrainConfig, train
 from EDPSNLib.training.weight_average import WeightAverage, ema_decay_at
 
-SMALL = dict(
-    pair="MRI-PET",
-    epochs=2,
-    batch_size=2,
-    crop=64,
-    max_steps_per_epoch=3,
-    max_val_images=1,
-    device="cpu",
-    seed=0,
-    ema_decay=0.9,
-)
+SMALL = {**TINY_TRAINING, "ema_decay": 0.9}
 
 
 def test_average_is_the_warmed_up_recursive_mean_and_copies_integer_buffers() -> None:
@@ -92,8 +83,7 @@ def test_average_from_a_checkpoint_without_one_warns(tmp_path) -> None:
 def test_bad_decay_is_refused_and_the_cli_records_it(tmp_path, capsys) -> None:
     with pytest.raises(InputError, match=r"ema_decay must be in \[0, 1\)"):
         train(TrainConfig(out=tmp_path / "bad", **{**SMALL, "ema_decay": 1.0}))
-    args = ["train", "--pair", "MRI-CT", "--epochs", "1", "--batch-size", "2", "--crop", "64"]
-    args += ["--max-steps-per-epoch", "2", "--max-val-images", "1", "--device", "cpu"]
+    args = TINY_CLI_TRAIN
     assert (
         main([*args, "--threads", "1", "--out", str(tmp_path / "cli"), "--ema-decay", "0.95"]) == 0
     )
