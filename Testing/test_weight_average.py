@@ -71,13 +71,19 @@ def test_cancelled_run_resumes_the_average_exactly(averaged_run, tmp_path) -> No
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_average_from_a_checkpoint_without_one_warns(tmp_path) -> None:
+def test_resuming_with_or_without_an_average_the_checkpoint_lacks_or_has_warns(tmp_path) -> None:
     plain = train(TrainConfig(out=tmp_path, **{**SMALL, "epochs": 1, "ema_decay": 0.0}))
     assert "ema" not in load_checkpoint(plain.checkpoint)
     train(TrainConfig(out=tmp_path, resume=plain.checkpoint, **SMALL))
     warnings = [e for e in read_jsonl(tmp_path / "progress.jsonl") if e["event"] == "warning"]
     assert any("no weight average" in w["message"] for w in warnings)
     assert load_checkpoint(plain.checkpoint)["ema"]["updates"] == 6
+    # And the other way: resuming an averaged run without --ema-decay says what it drops.
+    train(
+        TrainConfig(out=tmp_path, resume=plain.checkpoint, **{**SMALL, "epochs": 3, "ema_decay": 0})
+    )
+    warnings = [e for e in read_jsonl(tmp_path / "progress.jsonl") if e["event"] == "warning"]
+    assert any("Resume with --ema-decay 0.9" in w["message"] for w in warnings)
 
 
 def test_bad_decay_is_refused_and_the_cli_records_it(tmp_path, capsys) -> None:

@@ -45,7 +45,7 @@ from EDPSNLib.training.report import (
     validate,
 )
 from EDPSNLib.training.run_outputs import RunOutputs
-from EDPSNLib.training.weight_average import WeightAverage
+from EDPSNLib.training.weight_average import WeightAverage, resume_average
 
 __all__ = ["TrainConfig", "TrainResult", "resolve_device", "resolve_harvard_root", "train"]
 
@@ -152,14 +152,9 @@ class _Run(RunOutputs):
         self.history, self.best, self.prior_time = ckpt["history"], ckpt["best"], ckpt["time_s"]
         self.saved = (Path(cfg.resume), self.epoch, self.step)
         restore_rng_state(ckpt["rng"], self.device)
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.load_state_dict(ckpt["ema"])
-        elif self.ema is not None:
-            self.ema.updates = self.global_step
-            self.warnings.append(
-                "The checkpoint has no weight average (its run had no --ema-decay): the average "
-                "starts from its weights."
-            )
+        message = resume_average(self.ema, ckpt.get("ema"), self.global_step)
+        if message:
+            self.warnings.append(message)
         old = ckpt.get("train_config", {})
         now = cfg.to_dict()  # compared as stored (tuples become lists)
         changed = [k for k in tc.DATA_ORDER_KEYS if k in old and old[k] != now[k]]

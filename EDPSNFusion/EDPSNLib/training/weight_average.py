@@ -61,3 +61,30 @@ class WeightAverage:
         """Restore :meth:`state_dict` (same network; the decay given at creation is kept)."""
         self.model.load_state_dict(state["model"])
         self.updates = int(state["updates"])
+
+
+def resume_average(
+    average: WeightAverage | None, stored: dict[str, Any] | None, global_step: int
+) -> str | None:
+    """Restore a resumed run's average from its checkpoint's; a warning when they do not match.
+
+    A run that asks for an average from a checkpoint without one starts it from the weights; a
+    run without an average from a checkpoint with one drops it, which is said too.
+    """
+    if average is not None and stored:
+        average.load_state_dict(stored)
+        return None
+    if average is not None:
+        average.updates = global_step
+        return (
+            "The checkpoint has no weight average (its run had no --ema-decay): the average "
+            "starts from its weights."
+        )
+    if stored:
+        decay = stored["decay"]
+        return (
+            f"The checkpoint's run saved a moving average of its weights (--ema-decay "
+            f"{decay:g}); this run saves the trained weights. Resume with --ema-decay "
+            f"{decay:g} to keep the average."
+        )
+    return None
