@@ -71,3 +71,13 @@ def test_bad_schedule_is_refused_and_the_cli_records_it(tmp_path, capsys) -> Non
         main([*args, "--out", str(tmp_path / "x"), "--lr-schedule", "step"])
     assert stop.value.code == 2
     assert "invalid choice: 'step'" in capsys.readouterr().err
+
+
+def test_resume_takes_the_new_base_rate(cosine_run, tmp_path) -> None:
+    """--lr on resume replaces the checkpoint's rate: the schedule restarts from the new base."""
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(cosine_run.checkpoint.read_bytes())
+    resumed = train(TrainConfig(out=tmp_path, resume=ckpt, **{**SMALL, "epochs": 3, "lr": 5e-4}))
+    last = load_checkpoint(resumed.checkpoint)["optimizer"]["param_groups"][0]["lr"]
+    assert resumed.global_step == 9
+    assert last == pytest.approx(learning_rate(5e-4, "cosine", 8, 9))

@@ -21,8 +21,9 @@ from typing import Any
 from EDPSNLib import IMPORTED_AT
 from EDPSNLib.data.harvard import PAIR_NAMES
 from EDPSNLib.metrics import METRIC_NAMES
+from EDPSNLib.network.config import HEADS
 from EDPSNLib.training.augment import AUGMENT_KINDS
-from EDPSNLib.training.config import TRAIN_SPLIT_HELP
+from EDPSNLib.training.config import LR_SCHEDULES, TRAIN_SPLIT_HELP
 from EDPSNLib.training.losses import LossConfig
 
 #: Exit code of a cancelled run (the shell convention for an interrupt).
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--lr-schedule",
-        choices=("constant", "cosine"),
+        choices=LR_SCHEDULES,
         default="constant",
         help="constant --lr, or cosine from --lr down to 1 %% of it at the last step",
     )
@@ -121,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--head",
-        choices=("blend", "detail", "mix", "direct"),
+        choices=HEADS,
         help="output head of a fresh network (default: the shipped network's, blend)",
     )
     for switch, what in (

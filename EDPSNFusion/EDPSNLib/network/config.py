@@ -18,7 +18,7 @@ from EDPSNLib.errors import InputError
 ARCHITECTURE = "edpsn-v1"
 
 _ENTROPY_SOURCES = ("max", "mean", "mri", "func")
-_HEADS = ("blend", "detail", "mix", "direct")
+HEADS = ("blend", "detail", "mix", "direct")  # the output heads (also edpsn train --head)
 
 
 @dataclass
@@ -83,8 +83,8 @@ class EDPSNConfig:
             problems.append(f"otsu_bins must be >= 3, got {self.otsu_bins}")
         if self.entropy_source not in _ENTROPY_SOURCES:
             problems.append(f"entropy_source must be one of {_ENTROPY_SOURCES}")
-        if self.head not in _HEADS:
-            problems.append(f"head must be one of {_HEADS}, got {self.head!r}")
+        if self.head not in HEADS:
+            problems.append(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head_sigma <= 0:
             problems.append(f"head_sigma must be > 0, got {self.head_sigma}")
         if self.eem_weight < 0:

@@ -146,8 +146,6 @@ class _Run(RunOutputs):
                 f"Checkpoint {cfg.resume}: its optimiser state does not fit its network ({exc}); "
                 "start a fresh run without --resume, or use --init with weights."
             ) from exc
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr
         self.epoch, self.step, self.global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         self.history, self.best, self.prior_time = ckpt["history"], ckpt["best"], ckpt["time_s"]
         self.saved = (Path(cfg.resume), self.epoch, self.step)
@@ -183,6 +181,7 @@ class _Run(RunOutputs):
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             self.fail("the gradients became non-finite")
+        # Every step sets its rate, so a resumed run takes --lr (not the checkpoint's) too.
         lr = tc.learning_rate(
             self.cfg.lr, self.cfg.lr_schedule, self.global_step, self.cfg.epochs * self.steps
         )

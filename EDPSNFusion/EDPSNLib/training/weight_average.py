@@ -32,13 +32,12 @@ class WeightAverage:
         model: the trained network; its floating-point parameters and buffers are averaged,
             other buffers copied.
         decay: in (0, 1); the average spans about 1 / (1 - decay) steps.
-        updates: how many updates the average already has (on resume).
     """
 
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
+    def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}.")
-        self.decay, self.updates = float(decay), int(updates)
+        self.decay, self.updates = float(decay), 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
