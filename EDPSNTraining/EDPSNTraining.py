@@ -8,6 +8,7 @@ them. Scoring a fused volume (Evaluate) is ``python -m EDPSNLib.fusion.scoring``
 subprocess: a volume takes tens of seconds. One job runs at a time.
 """
 
+import json
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -72,6 +73,7 @@ class EDPSNTrainingParameterNode:
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
     learningRate: Annotated[float, WithinRange(1e-7, 0.1)] = 1e-4
     crop: Annotated[int, WithinRange(32, 512)] = 128
+    weightAverage: bool = False  # save a moving average of the weights (--ema-decay)
     device: Device = Device.AUTO
     outputName: str = "EDPSN-finetuned"
     resultsTable: TableNode
@@ -388,11 +390,13 @@ class EDPSNTrainingTest(EDPSNTestBase):
             p.source, p.pair = DataSource.HARVARD, Pair.MRI_PET
             p.dataFolder = synthetic_harvard(folder)
             p.epochs, p.batchSize, p.crop, p.device = 1, 2, 32, Device.CPU
-            p.baseWeights, p.outputName = "", "tiny"
+            p.baseWeights, p.outputName, p.weightAverage = "", "tiny", True
             logic.startTraining(p, maxStepsPerEpoch=2)
             self._wait(logic, timeout=900)
             weights = str(folder / "models" / "tiny.safetensors")
             self.assertIn(weights, [v for _, v in fuse_jobs.weights_choices("MRI-PET")])
+            sidecar = json.loads(Path(weights).with_suffix(".json").read_text())
+            self.assertEqual(sidecar["training"]["ema_decay"], 0.99)  # "Average the weights"
             self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)  # from scratch: no "before"
             self.assertEqual(len(logic.curves.epochs), 1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from EDPSNLib.jobs.prepare import (
 from EDPSNLib.jobs.process import BackgroundProcess, child_environment, module_command
 from EDPSNLib.jobs.results import TrainingCurves, comparison_rows
 from EDPSNLib.jobs.train import (
+    WEIGHT_AVERAGE_DECAY,
     TrainJob,
     cancel_file,
     check_training_inputs,
@@ -30,6 +32,7 @@ from EDPSNLib.jobs.train import (
 )
 from EDPSNLib.names import METRIC_NAMES
 from EDPSNLib.paths import repo_root
+from EDPSNLib.training.checkpoint import load_checkpoint
 
 
 def test_training_inputs_are_checked_before_anything_starts(tmp_path):
@@ -113,7 +116,10 @@ def test_the_training_chain_of_the_module_trains_installs_and_fine_tunes(tmp_pat
             assert proc.start().wait(timeout=600) == 0, f"{message} {proc.stderr_tail}"
         return install_weights(name, "MRI-PET")
 
-    first = run_steps("first", max_steps_per_epoch=2)
+    first = run_steps("first", max_steps_per_epoch=2, ema_decay=WEIGHT_AVERAGE_DECAY)
+    # "Average the weights": the run keeps and saves the average, and says so in the sidecar
+    assert "ema" in load_checkpoint(run_folder("first") / "checkpoint.pt")
+    assert json.loads(first.with_suffix(".json").read_text())["training"]["ema_decay"] == 0.99
     curves = TrainingCurves.from_log(run_folder("first") / "progress.jsonl")
     assert len(curves.steps) == 2 and curves.epochs == [1]
     rows = comparison_rows("first", None)
@@ -142,3 +148,15 @@ def test_train_arguments_carry_the_cancel_file_and_steps_can_skip_scoring(tmp_pa
     steps = training_steps(job, score=False)
     assert [a[0] for _, a in steps] == ["train"] and "--cancel-file" in steps[0][1]
     assert [a[0] for _, a in training_steps(job)] == ["evaluate", "train", "evaluate"]
+
+
+def test_the_weight_average_choice_reaches_edpsn_train(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDPSN_MODELS", str(tmp_path))
+    job = TrainJob("r", "MRI-PET", epochs=1, device="cpu")
+    assert (
+        "--ema-decay" not in train_arguments(job) and parse_cli(train_arguments(job)).ema_decay == 0
+    )
+    averaged = replace(job, ema_decay=WEIGHT_AVERAGE_DECAY)
+    for resume in (False, True):  # a resumed run keeps averaging (no warning, same average)
+        (train,) = [a for _, a in training_steps(averaged, resume=resume) if a[0] == "train"]
+        assert parse_cli(train).ema_decay == WEIGHT_AVERAGE_DECAY == 0.99

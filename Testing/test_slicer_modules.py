@@ -81,6 +81,7 @@ def test_training_parameter_defaults_and_validation(slicer_scene):
     p = module.EDPSNTrainingLogic().getParameterNode()
     assert p.source == module.DataSource.HARVARD and p.pair == module.Pair.MRI_PET
     assert (p.epochs, p.batchSize, p.crop, p.sceneTestPercent) == (10, 8, 128, 15)
+    assert p.weightAverage is False  # the trained weights themselves, as edpsn train
     with pytest.raises(ValueError):
         p.crop = 16  # WithinRange(32, 512)
     with pytest.raises(ValueError):

@@ -66,3 +66,35 @@ def test_keep_copies_weights_and_epoch_events_only(tmp_path: Path) -> None:
     ]
     kept_events = [json.loads(line) for line in (kept / "progress.jsonl").read_text().splitlines()]
     assert kept_events == events[1:] and train_folds.finished(kept)
+
+
+def _write_events(run: Path, events: list[dict]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+
+
+def test_a_run_done_at_fewer_epochs_than_asked_is_not_finished(tmp_path: Path) -> None:
+    _write_events(tmp_path, [{"event": "epoch", "epoch": 30}, {"event": "done", "epoch": 30}])
+    assert train_folds.finished(tmp_path) and train_folds.finished(tmp_path, 30)
+    assert not train_folds.finished(tmp_path, 60)
+
+
+def test_a_longer_recipe_continues_a_copy_of_the_shorter_finished_run(tmp_path: Path) -> None:
+    for name, (epochs, shorter) in train_folds.LONGER.items():
+        assert epochs > 30 and train_folds.RECIPES[name] == train_folds.RECIPES[shorter]
+    short, long = tmp_path / "short" / "fold0-seed0", tmp_path / "long" / "fold0-seed0"
+    _write_events(short, [{"event": "epoch", "epoch": 3}])
+    assert not train_folds.start_from_shorter(long, short)  # not finished: nothing to continue
+    assert not long.exists()
+    (short / "checkpoint.pt").write_bytes(b"c")
+    _write_events(short, [{"event": "epoch", "epoch": 30}, {"event": "done", "epoch": 30}])
+    assert train_folds.start_from_shorter(long, short)
+    assert (long / "checkpoint.pt").read_bytes() == b"c" and not train_folds.finished(long, 60)
+    cmd = train_folds.train_command(
+        "uptake-mean25-ema-e60", "MRI-PET", "case-fold-0", 0, 60, long, 1
+    )
+    assert cmd[-2:] == ["--resume", str(long / "checkpoint.pt")] and "60" in cmd
+    (long / "checkpoint.pt").write_bytes(b"further")  # the longer run moved on: never recopied
+    assert not train_folds.start_from_shorter(long, short)
+    assert (long / "checkpoint.pt").read_bytes() == b"further"
+    assert (short / "checkpoint.pt").read_bytes() == b"c"  # the shorter run is left as it was

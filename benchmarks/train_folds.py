@@ -3,7 +3,9 @@
 Every run is ``edpsn train --split case-fold-<k>`` (train on the fold's training cases, select on
 its validation case, never see its test cases) into ``OUT/<recipe>/<pair>/fold<k>-seed<s>/``.
 The command is resumable and can be split over sessions: a finished run (its progress log ends
-with ``done``) is skipped, an interrupted one continues from its checkpoint, exactly.
+with ``done`` at the asked epoch count) is skipped, an interrupted one continues from its
+checkpoint, exactly. A longer recipe (``LONGER``) starts each run from a copy of the shorter
+recipe's finished one and trains on to its epoch count.
 
 ``--final`` trains the same recipe once on ``case-all`` (every case but fold 0's validation
 case, which selects the epoch) into ``all-seed<s>/``: the shipped weights.
@@ -96,6 +98,15 @@ RECIPES: dict[str, str] = {
     "uptake-mean25-plain": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --no-eem --no-ed "
     "--no-dps",
 }
+#: Longer schedules: recipe -> (epochs, the recipe of the same flags it continues). At a constant
+#: rate, resuming a finished 30-epoch run to epoch 60 is the 60-epoch run exactly (the trainer
+#: resumes exactly), so each run starts from a copy of the shorter recipe's finished run.
+LONGER: dict[str, tuple[int, str]] = {
+    "uptake-mean25-ema-e60": (60, "uptake-mean25-ema"),
+    "detail60-u10-ema-e60": (60, "detail60-u10-ema"),
+}
+for _name, (_epochs, _shorter) in LONGER.items():
+    RECIPES[_name] = RECIPES[_shorter]
 
 
 def _events(run: Path) -> list[dict]:
@@ -110,10 +121,23 @@ def _events(run: Path) -> list[dict]:
     return events
 
 
-def finished(run: Path) -> bool:
-    """True when the run's progress log ends with its ``done`` event."""
+def finished(run: Path, epochs: int | None = None) -> bool:
+    """True when the run's progress log ends with its ``done`` event (at ``epochs`` or later)."""
     events = _events(run)
-    return bool(events) and events[-1].get("event") == "done"
+    if not events or events[-1].get("event") != "done":
+        return False
+    return epochs is None or events[-1].get("epoch", 0) >= epochs
+
+
+def start_from_shorter(run: Path, shorter: Path) -> bool:
+    """Copy the shorter recipe's finished run into ``run`` (not yet started) to continue it.
+
+    Returns False, copying nothing, when ``run`` exists or ``shorter`` has not finished.
+    """
+    if run.exists() or not finished(shorter):
+        return False
+    shutil.copytree(shorter, run)
+    return True
 
 
 def keep(run: Path, folder: Path) -> Path:
@@ -183,7 +207,7 @@ def main() -> int:
         "the shipped weights, once the recipe has been measured on the folds",
     )
     ap.add_argument("--seeds", default="0", help="comma list of seeds")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, help="default: 30, or the recipe's (LONGER)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "folds"))
     ap.add_argument(
@@ -193,6 +217,8 @@ def main() -> int:
         "log), as benchmarks/checkpoints holds them",
     )
     args = ap.parse_args()
+    epochs, shorter = LONGER.get(args.recipe, (30, None))
+    args.epochs = args.epochs or epochs
     folds = [f"fold{k}" for k in range(fold_count(split_names(args.pair, "all")))]
     if args.folds:
         folds = [f"fold{int(k)}" for k in args.folds.split(",")]
@@ -202,7 +228,9 @@ def main() -> int:
         split = "case-all" if fold == "all" else f"case-fold-{fold[4:]}"
         for seed in (int(s) for s in args.seeds.split(",")):
             run = Path(args.out) / args.recipe / args.pair / f"{fold}-seed{seed}"
-            if finished(run):
+            if shorter and start_from_shorter(run, Path(args.out) / shorter / args.pair / run.name):
+                print(f"{run}: continues {shorter}'s finished run", flush=True)
+            if finished(run, args.epochs):
                 print(f"{run}: done, skipped", flush=True)
             else:
                 rc = _train(args, split, seed, run)

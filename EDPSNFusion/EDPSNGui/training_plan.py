@@ -61,6 +61,7 @@ def settings(p, maxStepsPerEpoch=None):
         crop=p.crop,
         device=p.device.value,
         base=p.baseWeights or None,
+        ema_decay=train_jobs.WEIGHT_AVERAGE_DECAY if p.weightAverage else 0.0,
         max_steps_per_epoch=maxStepsPerEpoch,
         cancel_file=train_jobs.cancel_file(p.outputName),
     )
