@@ -19,6 +19,7 @@ from EDPSNLib.training.losses import (
     LOSS_TERMS,
     FusionLoss,
     LossConfig,
+    contrast_loss,
     detail_target,
     gradient_loss,
     luminance,
@@ -179,6 +180,7 @@ def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
         w_perceptual=0.1,
         w_uptake=3.0,
         w_ssim=0.5,
+        w_contrast=4.0,
     )
     loss = FusionLoss(cfg)
     f = (0.5 * (a + b)).requires_grad_(True)
@@ -186,7 +188,7 @@ def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
     assert set(terms) == set(LOSS_TERMS) and all(
         terms[k] > 0 for k in LOSS_TERMS if k != "mean_intensity"
     )
-    weights = (1.5, 0.5, 2.0, 0.1, 3.0, 0.5)
+    weights = (1.5, 0.5, 2.0, 0.1, 3.0, 0.5, 4.0)
     assert torch.isclose(total, sum(w * terms[k] for w, k in zip(weights, LOSS_TERMS)))
     total.backward()
     assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
@@ -313,3 +315,25 @@ def test_ssim_term_is_off_by_default_and_weighted_when_on(crops):
     on = FusionLoss(LossConfig(w_perceptual=0, w_ssim=2.0))(fused, mri, pet)
     assert off[1]["ssim"].item() == 0.0 and set(on[1]) == set(LOSS_TERMS)
     assert on[0].item() == pytest.approx(off[0].item() + 2.0 * ssim_loss(fused, mri, pet).item())
+
+
+def test_contrast_term_counts_only_a_flatter_image_than_the_max(crops):
+    mri, pet = crops
+    top = torch.maximum(mri, pet)
+    assert contrast_loss(top, mri, pet).item() == 0.0
+    stretched = (top - top.mean()) * 1.5 + top.mean()  # more contrast than the max: no cost
+    assert contrast_loss(stretched, mri, pet).item() == 0.0
+    mean = 0.5 * (mri + pet)
+    sd = lambda x: x.flatten(1).std(dim=1, correction=0)  # noqa: E731
+    want = torch.relu(sd(top) - sd(mean)).mean()
+    assert want > 0 and contrast_loss(mean, mri, pet).item() == pytest.approx(want.item(), rel=1e-5)
+    # its gradient raises the flat image's contrast
+    f = mean.clone().requires_grad_(True)
+    contrast_loss(f, mri, pet).backward()
+    stepped = (f - 0.1 * f.grad / f.grad.abs().max()).detach()
+    assert contrast_loss(stepped, mri, pet) < contrast_loss(mean, mri, pet)
+    # it is per image: a contrasted image does not pay for a flat one
+    pair = torch.cat((top[:1], mean[1:2]))
+    assert contrast_loss(pair, mri[:2], pet[:2]) == pytest.approx(
+        contrast_loss(mean[1:2], mri[1:2], pet[1:2]).item() / 2, rel=1e-5
+    )

@@ -90,6 +90,12 @@ RECIPES: dict[str, str] = {
     "uptake-mean25-ema": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99",
     "detail60-u10-ema": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--ema-decay 0.99",
+    # uptake-mean25-ema plus the contrast term (losses.contrast_loss): the seed-mean network loses
+    # SD to the pixel maximum on three of the MRI-PET shifts it fails.
+    "uptake-mean25-ema-c1": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99 "
+    "--w-contrast 1",
+    "uptake-mean25-ema-c4": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99 "
+    "--w-contrast 4",
     # The learning rate falls along a cosine to 1 % of 2e-3 instead of staying: the validation
     # loss is still falling at epoch 30 of the constant rate.
     "uptake-mean25-cos": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --lr-schedule cosine",

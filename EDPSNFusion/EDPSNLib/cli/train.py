@@ -110,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "weight of the one-sided MSE to the functional image where it exceeds the MRI",
         ),
         ("w_ssim", "weight of 1 - SSIM to the two sources (the metric's 7x7 window)"),
+        ("w_contrast", "weight of the shortfall of the SD of the image below the pixel maximum's"),
         ("detail_gain", "add this much of the darker source's detail (highpass) to the max target"),
         ("detail_sigma", "Gaussian sigma in pixels of that highpass"),
     ):

@@ -29,6 +29,10 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
 * ``ssim``: 1 - (SSIM(F, A) + SSIM(F, B)) / 2 with the metric's own window (uniform 7x7,
   sample covariance, C1 = 0.01^2, C2 = 0.03^2 on [0, 1]): the SSIM figure itself, which the
   MRI-PET networks lose to the pixel maximum by hundredths on some shifts. Off by default.
+* ``contrast``: per image, max(SD(max(A, B)) - SD(F), 0): F at least as contrasted as the
+  pixel maximum, on the SD figure the MRI-PET networks lose to it on intensity-shifted MRIs.
+  One-sided and global (one number per image), so it leaves alone where the contrast sits.
+  Off by default.
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
@@ -62,7 +66,15 @@ from EDPSNLib.network.filters import split_detail
 from EDPSNLib.training.perceptual import FeatureExtractor
 
 #: The loss terms, in the order they are logged.
-LOSS_TERMS = ("max_intensity", "mean_intensity", "gradient", "perceptual", "uptake", "ssim")
+LOSS_TERMS = (
+    "max_intensity",
+    "mean_intensity",
+    "gradient",
+    "perceptual",
+    "uptake",
+    "ssim",
+    "contrast",
+)
 
 
 @dataclass
@@ -75,6 +87,7 @@ class LossConfig:
     w_perceptual: float = 0.05
     w_uptake: float = 0.0
     w_ssim: float = 0.0
+    w_contrast: float = 0.0
     uptake_margin: float = 10.0 / 255.0  # B must exceed A by this (10 grey levels) to count
     detail_gain: float = 0.0  # k of the max target's detail (see detail_target); 0: plain max
     detail_sigma: float = 2.0  # Gaussian sigma (pixels) splitting detail from the local mean
@@ -223,6 +236,19 @@ def uptake_loss(
     return (uptake * torch.relu(b - fused).square()).mean()
 
 
+def contrast_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batch mean of max(SD(max(A, B)) - SD(F), 0), SD per image: F no flatter than the max.
+
+    Example:
+        >>> a, b = torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+        >>> contrast_loss(b, a, b).item(), contrast_loss(0.5 * b, a, b).item()
+        (0.0, 0.25)
+    """
+    _check_grey(fused, a, b)
+    sd_max = torch.maximum(a, b).flatten(1).std(dim=1, correction=0)
+    return torch.relu(sd_max - fused.flatten(1).std(dim=1, correction=0)).mean()
+
+
 #: The SSIM metric's window side (EDPSNLib.metrics.local: uniform 7x7, scikit-image's default).
 SSIM_WINDOW = 7
 
@@ -282,6 +308,7 @@ class FusionLoss(nn.Module):
             "gradient": gradient_loss(fused, a, b, cfg.eps),
             "uptake": uptake_loss(fused, a, b, cfg.uptake_margin),
             "ssim": ssim_loss(fused, a, b) if cfg.w_ssim > 0 else fused.new_zeros(()),
+            "contrast": contrast_loss(fused, a, b),
         }
         if self.extractor is not None and cfg.w_perceptual > 0:
             terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
