@@ -333,3 +333,24 @@ def test_blend_head_keeps_black_background_black() -> None:
         fused = model(mri, func)
     assert fused[..., :10, :].abs().max() == 0
     assert fused[..., 12:, :].abs().max() > 0
+
+
+def test_blend_head_without_its_correction_stays_between_the_inputs() -> None:
+    """residual_scale 0: at every pixel min(MRI, Y) <= fused <= max(MRI, Y), for any weights;
+    the default correction leaves that range (what lets a network lose PSNR to the max)."""
+    from EDPSNLib.network.blocks import FusionHead
+
+    torch.manual_seed(5)
+    features, mri, y = torch.randn(2, 6, 24, 24), torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24)
+    low, high = torch.minimum(mri, y), torch.maximum(mri, y)
+    outside = []
+    for scale in (0.0, 0.2):
+        head = FusionHead(6, 8, "blend", residual_scale=scale)
+        for p in head.parameters():
+            p.data.normal_(0, 1.0)
+        with torch.no_grad():
+            fused, _ = head(features, mri, y)
+        outside.append(((fused < low - 1e-6) | (fused > high + 1e-6)).float().mean().item())
+    assert outside[0] == 0 and outside[1] > 0.1
+    with pytest.raises(InputError, match="residual_scale"):
+        EDPSNConfig(residual_scale=-0.1)

@@ -242,14 +242,15 @@ def test_cli_resume_with_other_ablation_switch(epoch_one, tmp_path, capsys):
 
 
 def test_cli_trains_a_gated_network_with_its_eem_strength(tmp_path):
-    """--dps-gate, --head mix and --eem-weight reach the fresh network, its weights and their sidecar,
+    """--dps-gate, --head mix, --eem-weight and --residual-scale reach the fresh network, its weights and their sidecar,
     and the weights load back into the network they describe."""
     from EDPSNLib.models.weights import load_weights
 
     out = tmp_path / "gate"
     args = ["train", *FLAGS, "--epochs", "1", "--out", str(out), "--dps-gate", "--head", "mix"]
-    assert main([*args, "--eem-weight", "0.8", "--threads", "1"]) == 0
+    assert main([*args, "--eem-weight", "0.8", "--residual-scale", "0", "--threads", "1"]) == 0
     model, meta = load_weights(out / "EDPSN_MRI-PET.safetensors")
     assert model.config.dps_gate and model.config.eem_weight == 0.8 and model.gate is not None
+    assert model.config.residual_scale == 0 and meta["config"]["residual_scale"] == 0
     assert model.config.head == "mix" and model.head.out.out_channels == 4
     assert meta["config"]["dps_gate"] and "--dps-gate" in meta["command"]

@@ -92,10 +92,19 @@ RECIPES: dict[str, str] = {
     "--ema-decay 0.99",
     # uptake-mean25-ema plus the contrast term (losses.contrast_loss): the seed-mean network loses
     # SD to the pixel maximum on three of the MRI-PET shifts it fails.
+    "uptake-mean25-ema-c03": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99 "
+    "--w-contrast 0.3",
     "uptake-mean25-ema-c1": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99 "
     "--w-contrast 1",
     "uptake-mean25-ema-c4": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --ema-decay 0.99 "
     "--w-contrast 4",
+    # The contrast term with the blend's correction off: a per-pixel blend of the two inputs has
+    # (MSE(F, A) + MSE(F, B)) <= that of the max, so PSNR cannot fall below the max's.
+    "uptake-mean25-ema-c1-r0": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 "
+    "--ema-decay 0.99 --w-contrast 1 --residual-scale 0",
+    # MRI-CT: on fold 0's validation case detail60-u10 fails two shifts on SD against the max.
+    "detail60-u10-ema-c1": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
+    "--ema-decay 0.99 --w-contrast 1",
     # The learning rate falls along a cosine to 1 % of 2e-3 instead of staying: the validation
     # loss is still falling at epoch 30 of the constant rate.
     "uptake-mean25-cos": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 --lr-schedule cosine",

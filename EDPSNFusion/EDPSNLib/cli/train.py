@@ -146,6 +146,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="edge enhancement strength of a fresh network: I + W * CCG(I) (default 0.5)",
     )
+    parser.add_argument(
+        "--residual-scale",
+        type=float,
+        metavar="S",
+        help="the blend head's correction of a fresh network, up to S x max(MRI, functional); "
+        "0 keeps the output between the two inputs at every pixel (default 0.2)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads for torch, ITK and BLAS together"
@@ -172,6 +179,8 @@ def _model_settings(args: argparse.Namespace) -> dict[str, Any] | None:
         model["dps_gate"] = True
     if args.eem_weight is not None:
         model["eem_weight"] = args.eem_weight
+    if args.residual_scale is not None:
+        model["residual_scale"] = args.residual_scale
     return model or None
 
 

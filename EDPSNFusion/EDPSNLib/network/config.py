@@ -62,7 +62,7 @@ class EDPSNConfig:
     # blend of Gaussian bases plus learned gains on each input's detail; "mix" = the blend and a
     # free decoder output mixed by a learned per-pixel share; "direct" = sigmoid.
     head: str = "blend"
-    residual_scale: float = 0.2
+    residual_scale: float = 0.2  # 0: the blend stays between the inputs (PSNR >= the max's)
     head_sigma: float = 2.0  # Gaussian sigma (pixels) splitting base and detail in "detail"
     decoder_channels: int = 8
 
@@ -89,6 +89,8 @@ class EDPSNConfig:
             problems.append(f"head_sigma must be > 0, got {self.head_sigma}")
         if self.eem_weight < 0:
             problems.append(f"eem_weight must be >= 0, got {self.eem_weight}")
+        if not 0 <= self.residual_scale <= 1:
+            problems.append(f"residual_scale must be in [0, 1], got {self.residual_scale}")
         if problems:
             raise InputError("Invalid EDPSN config: " + "; ".join(problems) + ".")
 
