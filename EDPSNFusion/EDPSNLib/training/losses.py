@@ -31,8 +31,9 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
   MRI-PET networks lose to the pixel maximum by hundredths on some shifts. Off by default.
 * ``contrast``: per image, max(SD(max(A, B)) - SD(F), 0): F at least as contrasted as the
   pixel maximum, on the SD figure the MRI-PET networks lose to it on intensity-shifted MRIs.
-  One-sided and global (one number per image), so it leaves alone where the contrast sits.
-  Off by default.
+  One-sided and global (one number per image): it does not say where the contrast should
+  be. Off by default: it turns SD losses into PSNR losses (docs/protocol.md, "MRI-PET: longer
+  training and a contrast term").
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
