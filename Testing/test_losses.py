@@ -26,6 +26,7 @@ from EDPSNLib.training.losses import (
     max_intensity_loss,
     mean_intensity_loss,
     perceptual_loss,
+    qabf_loss,
     sobel_gradients,
     sobel_magnitude,
     ssim_loss,
@@ -181,6 +182,7 @@ def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
         w_uptake=3.0,
         w_ssim=0.5,
         w_contrast=4.0,
+        w_qabf=0.3,
     )
     loss = FusionLoss(cfg)
     f = (0.5 * (a + b)).requires_grad_(True)
@@ -188,7 +190,7 @@ def test_fusion_loss_is_the_weighted_sum_and_has_gradients(crops):
     assert set(terms) == set(LOSS_TERMS) and all(
         terms[k] > 0 for k in LOSS_TERMS if k != "mean_intensity"
     )
-    weights = (1.5, 0.5, 2.0, 0.1, 3.0, 0.5, 4.0)
+    weights = (1.5, 0.5, 2.0, 0.1, 3.0, 0.5, 4.0, 0.3)
     assert torch.isclose(total, sum(w * terms[k] for w, k in zip(weights, LOSS_TERMS)))
     total.backward()
     assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
@@ -337,3 +339,21 @@ def test_contrast_term_counts_only_a_flatter_image_than_the_max(crops):
     assert contrast_loss(pair, mri[:2], pet[:2]) == pytest.approx(
         contrast_loss(mean[1:2], mri[1:2], pet[1:2]).item() / 2, rel=1e-5
     )
+
+
+def test_qabf_term_is_the_qabf_metric_and_its_gradient_raises_it(crops):
+    from EDPSNLib.metrics.single import qabf
+
+    mri, pet = crops
+    to255 = lambda t: 255.0 * t.detach()[:, 0].double().numpy()  # noqa: E731
+    for fused in (torch.maximum(mri, pet), 0.5 * (mri + pet), mri):
+        metric = np.mean([qabf(a, b, f) for a, b, f in zip(to255(mri), to255(pet), to255(fused))])
+        assert 1.0 - qabf_loss(fused, mri, pet).item() == pytest.approx(metric, abs=2e-3)
+    f = (0.5 * (mri + pet)).requires_grad_(True)
+    loss = qabf_loss(f, mri, pet)
+    loss.backward()
+    assert torch.isfinite(f.grad).all()
+    stepped = (f - 0.02 * f.grad / f.grad.abs().max()).detach()
+    assert qabf_loss(stepped, mri, pet) < loss
+    off = FusionLoss(LossConfig(w_perceptual=0))(mri, mri, pet)[1]["qabf"]
+    assert off.item() == 0.0  # off by default: not even computed

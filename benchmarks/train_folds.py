@@ -102,6 +102,10 @@ RECIPES: dict[str, str] = {
     # (MSE(F, A) + MSE(F, B)) <= that of the max, so PSNR cannot fall below the max's.
     "uptake-mean25-ema-c1-r0": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 "
     "--ema-decay 0.99 --w-contrast 1 --residual-scale 0",
+    # A Q^AB/F term (losses.qabf_loss): the metric every network loses to the pixel maximum; won,
+    # it would leave four of EN, SD, SCD, PSNR and SSIM to win instead of five.
+    "uptake-mean25-ema-q02": "--w-uptake 1 --w-gradient 2 --w-mean-intensity 0.25 "
+    "--ema-decay 0.99 --w-qabf 0.2",
     # MRI-CT: on fold 0's validation case detail60-u10 fails two shifts on SD against the max.
     "detail60-u10-ema-c1": "--w-uptake 10 --w-gradient 2 --w-mean-intensity 0 --detail-gain 0.6 "
     "--ema-decay 0.99 --w-contrast 1",

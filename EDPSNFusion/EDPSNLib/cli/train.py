@@ -111,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         ("w_ssim", "weight of 1 - SSIM to the two sources (the metric's 7x7 window)"),
         ("w_contrast", "weight of the shortfall of the SD of the image below the pixel maximum's"),
+        ("w_qabf", "weight of 1 - Q^AB/F (edge strength and orientation of the sources kept)"),
         ("detail_gain", "add this much of the darker source's detail (highpass) to the max target"),
         ("detail_sigma", "Gaussian sigma in pixels of that highpass"),
     ):

@@ -34,6 +34,9 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
   One-sided and global (one number per image): it does not say where the contrast should
   be. Off by default: it turns SD losses into PSNR losses (docs/protocol.md, "MRI-PET: longer
   training and a contrast term").
+* ``qabf``: 1 - Q^AB/F (Xydeas-Petrovic edge preservation, the metric's sigmoid constants, 3x3
+  Sobel with zero padding) computed differentiably: the metric the pixel maximum wins against
+  every network. Off by default.
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
@@ -75,6 +78,7 @@ LOSS_TERMS = (
     "uptake",
     "ssim",
     "contrast",
+    "qabf",
 )
 
 
@@ -89,6 +93,7 @@ class LossConfig:
     w_uptake: float = 0.0
     w_ssim: float = 0.0
     w_contrast: float = 0.0
+    w_qabf: float = 0.0
     uptake_margin: float = 10.0 / 255.0  # B must exceed A by this (10 grey levels) to count
     detail_gain: float = 0.0  # k of the max target's detail (see detail_target); 0: plain max
     detail_sigma: float = 2.0  # Gaussian sigma (pixels) splitting detail from the local mean
@@ -250,6 +255,46 @@ def contrast_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
     return torch.relu(sd_max - fused.flatten(1).std(dim=1, correction=0)).mean()
 
 
+#: Q^AB/F's sigmoid constants (Gamma, kappa, sigma) for edge strength and orientation, as
+#: EDPSNLib.metrics.maps uses them.
+QABF_STRENGTH, QABF_ORIENTATION = (0.9994, 15.0, 0.5), (0.9879, 22.0, 0.8)
+
+
+def _sobel_zero_padded(image: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(strength, orientation) of (B, 1, H, W): Sobel with zero padding, angle atan(gy / gx)."""
+    kx = image.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    grads = F.conv2d(F.pad(image, (1, 1, 1, 1)), torch.stack((kx, kx.t())).unsqueeze(1))
+    gx, gy = grads[:, :1], grads[:, 1:]
+    # the metric's angle is pi/2 where gx = 0; a tiny gx gives it and a finite gradient
+    safe_gx = torch.where(gx.abs() < eps, torch.full_like(gx, eps), gx)
+    return torch.sqrt(gx * gx + gy * gy + eps * eps), torch.atan(gy / safe_gx)
+
+
+def qabf_loss(
+    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """1 - Q^AB/F per image, averaged over the batch: the edge strength and orientation of A and B
+    kept in F, weighted by the sources' edge strength (differentiable).
+
+    Example:
+        >>> a = torch.zeros(1, 1, 8, 8); a[..., 4:] = 1.0
+        >>> round(qabf_loss(a, a, a).item(), 3)  # F = A = B: every edge kept, Q at its ceiling
+        0.025
+    """
+    _check_grey(fused, a, b)
+    (gs, kg, dg), (ga, ka, da) = QABF_STRENGTH, QABF_ORIENTATION
+    g_f, ang_f = _sobel_zero_padded(fused, eps)
+    num, den = 0.0, 0.0
+    for source in (a, b):
+        g_s, ang_s = _sobel_zero_padded(source, eps)
+        ratio = torch.minimum(g_s, g_f) / torch.maximum(g_s, g_f)
+        agreement = 1.0 - (ang_s - ang_f).abs() / (torch.pi / 2)
+        q = gs * torch.sigmoid(kg * (ratio - dg)) * ga * torch.sigmoid(ka * (agreement - da))
+        num = num + (q * g_s).flatten(1).sum(1)
+        den = den + g_s.flatten(1).sum(1)
+    return (1.0 - num / den).mean()
+
+
 #: The SSIM metric's window side (EDPSNLib.metrics.local: uniform 7x7, scikit-image's default).
 SSIM_WINDOW = 7
 
@@ -310,6 +355,7 @@ class FusionLoss(nn.Module):
             "uptake": uptake_loss(fused, a, b, cfg.uptake_margin),
             "ssim": ssim_loss(fused, a, b) if cfg.w_ssim > 0 else fused.new_zeros(()),
             "contrast": contrast_loss(fused, a, b),
+            "qabf": qabf_loss(fused, a, b) if cfg.w_qabf > 0 else fused.new_zeros(()),
         }
         if self.extractor is not None and cfg.w_perceptual > 0:
             terms["perceptual"] = perceptual_loss(fused, a, b, self.extractor, self.reduce_energy)
