@@ -36,7 +36,8 @@ sources ``A`` (MRI) and ``B`` (functional luminance, before edge enhancement):
   training and a contrast term").
 * ``qabf``: 1 - Q^AB/F (Xydeas-Petrovic edge preservation, the metric's sigmoid constants, 3x3
   Sobel with zero padding) computed differentiably: the metric the pixel maximum wins against
-  every network. Off by default.
+  every network. Off by default: on MRI-PET it raised Q^AB/F by 0.01, not past the maximum, and
+  cost PSNR (docs/protocol.md, "MRI-PET: a Q^AB/F loss term").
 
 Weights (:class:`LossConfig`). The intensity pair sets where F sits between the mean and the
 max of the sources: w_max : w_mean = 4 : 1 puts the optimum at 0.8 max + 0.2 mean. On the
