@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from EDPSNLib.errors import InputError
+from EDPSNLib.metrics.maps import QABF_A, QABF_G
 from EDPSNLib.network.color import rgb_to_ycbcr
 from EDPSNLib.network.filters import split_detail
 from EDPSNLib.training.perceptual import FeatureExtractor
@@ -136,12 +137,15 @@ def _check_grey(*images: torch.Tensor) -> None:
             )
 
 
-def sobel_gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sobel derivatives (gx, gy) of (B, C, H, W), normalised by 8, replicate-padded, same shape."""
+def sobel_gradients(
+    image: torch.Tensor, padding: str = "replicate"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel derivatives (gx, gy) of (B, C, H, W), normalised by 8, same shape; ``padding`` is
+    F.pad's mode ("replicate", or "constant" for the zeros of the Q^AB/F metric)."""
     kx = image.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
     kernel = torch.stack((kx, kx.t())).unsqueeze(1)  # (2, 1, 3, 3): x then y
     b, c, h, w = image.shape
-    padded = F.pad(image.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    padded = F.pad(image.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode=padding)
     grads = F.conv2d(padded, kernel).reshape(b, c, 2, h, w)
     return grads[:, :, 0], grads[:, :, 1]
 
@@ -256,16 +260,10 @@ def contrast_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
     return torch.relu(sd_max - fused.flatten(1).std(dim=1, correction=0)).mean()
 
 
-#: Q^AB/F's sigmoid constants (Gamma, kappa, sigma) for edge strength and orientation, as
-#: EDPSNLib.metrics.maps uses them.
-QABF_STRENGTH, QABF_ORIENTATION = (0.9994, 15.0, 0.5), (0.9879, 22.0, 0.8)
-
-
-def _sobel_zero_padded(image: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(strength, orientation) of (B, 1, H, W): Sobel with zero padding, angle atan(gy / gx)."""
-    kx = image.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    grads = F.conv2d(F.pad(image, (1, 1, 1, 1)), torch.stack((kx, kx.t())).unsqueeze(1))
-    gx, gy = grads[:, :1], grads[:, 1:]
+def _edge_strength_and_angle(image: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(strength, orientation) of (B, 1, H, W) as Q^AB/F takes them: Sobel with zero padding,
+    angle atan(gy / gx)."""
+    gx, gy = sobel_gradients(image, padding="constant")
     # the metric's angle is pi/2 where gx = 0; a tiny gx gives it and a finite gradient
     safe_gx = torch.where(gx.abs() < eps, torch.full_like(gx, eps), gx)
     return torch.sqrt(gx * gx + gy * gy + eps * eps), torch.atan(gy / safe_gx)
@@ -283,11 +281,11 @@ def qabf_loss(
         0.025
     """
     _check_grey(fused, a, b)
-    (gs, kg, dg), (ga, ka, da) = QABF_STRENGTH, QABF_ORIENTATION
-    g_f, ang_f = _sobel_zero_padded(fused, eps)
+    (gs, kg, dg), (ga, ka, da) = QABF_G, QABF_A  # the metric's sigmoid constants
+    g_f, ang_f = _edge_strength_and_angle(fused, eps)
     num, den = 0.0, 0.0
     for source in (a, b):
-        g_s, ang_s = _sobel_zero_padded(source, eps)
+        g_s, ang_s = _edge_strength_and_angle(source, eps)
         ratio = torch.minimum(g_s, g_f) / torch.maximum(g_s, g_f)
         agreement = 1.0 - (ang_s - ang_f).abs() / (torch.pi / 2)
         q = gs * torch.sigmoid(kg * (ratio - dg)) * ga * torch.sigmoid(ka * (agreement - da))
