@@ -19,6 +19,11 @@ train_folds = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_folds)
 
 
+def _write_events(run: Path, events: list[dict]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+
+
 @pytest.mark.parametrize("recipe", sorted(train_folds.RECIPES))
 def test_every_recipe_parses_as_edpsn_train(recipe: str, tmp_path: Path) -> None:
     cmd = train_folds.train_command(recipe, "MRI-CT", "case-fold-3", 2, 30, tmp_path, 1)
@@ -40,13 +45,13 @@ def test_an_interrupted_run_resumes_and_a_finished_one_is_skipped(tmp_path: Path
     cmd = train_folds.train_command("uptake-mean25", "MRI-PET", "case-all", 0, 30, run, 2)
     assert cmd[-2:] == ["--resume", str(run / "checkpoint.pt")]
     events = [{"event": "epoch", "epoch": 3}]
-    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    _write_events(run, events)
     assert not train_folds.finished(run)
     with open(run / "progress.jsonl", "a") as log:  # a kill cut the last line: resume
         log.write('{"event": "step", "glo')
     assert not train_folds.finished(run)
     events.append({"event": "done", "epoch": 30})
-    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    _write_events(run, events)
     assert train_folds.finished(run)
 
 
@@ -57,7 +62,7 @@ def test_keep_copies_weights_and_epoch_events_only(tmp_path: Path) -> None:
     (run / "EDPSN_MRI-PET.json").write_text("{}")
     (run / "checkpoint.pt").write_bytes(b"c")
     events = [{"event": "step", "loss": 1.0}, {"event": "epoch", "epoch": 1}, {"event": "done"}]
-    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    _write_events(run, events)
     assert train_folds.keep(run, kept) == kept
     assert sorted(p.name for p in kept.iterdir()) == [
         "EDPSN_MRI-PET.json",
@@ -66,11 +71,6 @@ def test_keep_copies_weights_and_epoch_events_only(tmp_path: Path) -> None:
     ]
     kept_events = [json.loads(line) for line in (kept / "progress.jsonl").read_text().splitlines()]
     assert kept_events == events[1:] and train_folds.finished(kept)
-
-
-def _write_events(run: Path, events: list[dict]) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
 
 
 def test_a_run_done_at_fewer_epochs_than_asked_is_not_finished(tmp_path: Path) -> None:
